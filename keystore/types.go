@@ -1,0 +1,126 @@
+// Package keystore persists authd's credentials and authenticator state.
+//
+// It owns the credential record, the authenticator state (PIN hash, retry
+// counters, settings), at-rest encryption and transactional writes. How key
+// material is protected is decided through two seams it declares, Sealer and
+// KeyMaker; SoftwareSealer and SoftwareKeys are the fallback that needs no TPM.
+// keystore imports no other authd package except internal helpers.
+package keystore
+
+import (
+	"crypto"
+	"errors"
+	"time"
+)
+
+// COSE algorithm identifiers (IANA COSE Algorithms registry) supported by KeyMaker.
+const (
+	AlgES256 = -7
+	AlgEdDSA = -8
+)
+
+// Sealer protects small secrets at rest. The software implementation encrypts
+// under a master key file; the TPM implementation seals to the TPM.
+// Unseal returns an error wrapping ErrSealed when the blob was not produced by
+// this Sealer or was altered.
+type Sealer interface {
+	Seal(plaintext []byte) (blob []byte, err error)
+	Unseal(blob []byte) (plaintext []byte, err error)
+}
+
+// KeyMaker creates credential key pairs and turns their stored blobs back into
+// signers. A blob is opaque: a raw private key for SoftwareKeys, TPM public and
+// private areas for a TPM. The store additionally encrypts blobs at rest.
+// NewKey returns an error wrapping ErrUnsupportedAlgorithm for algorithms it
+// cannot make.
+type KeyMaker interface {
+	NewKey(alg int) (blob []byte, pub crypto.PublicKey, err error)
+	Signer(alg int, blob []byte) (crypto.Signer, error)
+}
+
+// Sentinel errors.
+var (
+	ErrNotFound             = errors.New("keystore: not found")
+	ErrFull                 = errors.New("keystore: credential storage full")
+	ErrLocked               = errors.New("keystore: state directory in use by another authd")
+	ErrCorrupt              = errors.New("keystore: corrupt or foreign state")
+	ErrSealed               = errors.New("keystore: cannot unseal")
+	ErrUnsupportedAlgorithm = errors.New("keystore: unsupported algorithm")
+)
+
+// Credential is one stored credential, discoverable or not. Secret fields
+// (KeyBlob, the user entity, extension secrets) are encrypted at rest.
+type Credential struct {
+	ID              []byte
+	RPID            string
+	RPName          string
+	UserID          []byte
+	UserName        string
+	UserDisplayName string
+	Alg             int
+	PublicKey       []byte // COSE_Key, CTAP2 canonical CBOR
+	KeyBlob         []byte // from KeyMaker.NewKey; secret
+	Created         time.Time
+	LastUsed        time.Time
+	Counter         uint32 // last signature counter value handed out
+	Discoverable    bool
+	CredProtect     uint8 // 0 (unset) or 1..3
+	Protected       bool  // user asked that it not be deleted casually (management API)
+	// Secrets holds per-credential extension secrets (e.g. "hmac-secret-uv"); secret.
+	Secrets map[string][]byte
+	// Attrs holds non-secret extension data (e.g. "credBlob" length policy flags).
+	Attrs map[string][]byte
+}
+
+// Clone returns a deep copy.
+func (c *Credential) Clone() *Credential {
+	if c == nil {
+		return nil
+	}
+	d := *c
+	d.ID = clone(c.ID)
+	d.UserID = clone(c.UserID)
+	d.PublicKey = clone(c.PublicKey)
+	d.KeyBlob = clone(c.KeyBlob)
+	d.Secrets = cloneMap(c.Secrets)
+	d.Attrs = cloneMap(c.Attrs)
+	return &d
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+func cloneMap(m map[string][]byte) map[string][]byte {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = clone(v)
+	}
+	return out
+}
+
+// RP summarises one relying party for credential management.
+type RP struct {
+	ID           string
+	Name         string
+	Discoverable int // number of discoverable credentials
+}
+
+// State is the persistent authenticator state. PINHash is secret and sealed at rest.
+type State struct {
+	PINSet         bool
+	PINHash        [16]byte // LEFT(SHA-256(PIN), 16)
+	PINCodePoints  int
+	PINRetries     int    // persistent retries left (max 8)
+	PINFails       int    // consecutive wrong PINs within BootID
+	PINFailsBootID string // kernel boot id the PINFails count belongs to
+	ForcePINChange bool
+	MinPINLength   int
+	UVRetries      int
+}
