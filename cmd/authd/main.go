@@ -1,0 +1,126 @@
+// Command authd is a FIDO2 (CTAP 2.1) platform authenticator for Linux.
+//
+// It keeps passkeys in a local store (software sealing by default), asks the
+// user for presence, and serves CTAPHID over a Unix socket where every report
+// is 64 bytes with no report-ID byte.
+//
+//	authd [--state-dir DIR] [--ctaphid-socket PATH] [--presence auto|terminal|command:PATH|allow|deny]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/authd/authd/internal/daemon"
+	"github.com/authd/authd/internal/sysinfo"
+	"github.com/authd/authd/internal/unixsock"
+	"github.com/authd/authd/uv"
+)
+
+// version is authd's release; -ldflags "-X main.version=..." overrides it.
+var version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stderr io.Writer) int {
+	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", "", "directory for credentials and state (default $XDG_DATA_HOME/authd)")
+	sock := fs.String("ctaphid-socket", "", "Unix socket serving CTAPHID reports (default $XDG_RUNTIME_DIR/authd/ctaphid.sock)")
+	presence := fs.String("presence", "auto", "user presence: auto, terminal, command:PATH, allow (tests only), deny")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "authd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(os.Stdout, "authd %s\n", version)
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "authd: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := serve(log, *stateDir, *sock, *presence, stdin); err != nil {
+		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
+		return 1
+	}
+	return 0
+}
+
+func serve(log *slog.Logger, stateDir, sock, presenceSpec string, stdin *os.File) error {
+	var err error
+	if stateDir == "" {
+		if stateDir, err = sysinfo.DefaultStateDir(); err != nil {
+			return err
+		}
+	}
+	if sock == "" {
+		dir, err := sysinfo.DefaultRuntimeDir()
+		if err != nil {
+			return err
+		}
+		sock = filepath.Join(dir, "ctaphid.sock")
+	}
+	presence, err := uv.ParsePresence(presenceSpec, stdin, log)
+	if err != nil {
+		return err
+	}
+	bootID, err := sysinfo.BootID()
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(daemon.Config{
+		StateDir: stateDir,
+		Presence: presence,
+		BootID:   bootID,
+		Logger:   log,
+		Version:  parseVersion(version),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := unixsock.Listen(sock)
+	if err != nil {
+		d.Close()
+		return err
+	}
+	defer os.Remove(sock)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec)
+	serr := d.ServeCTAPHID(ctx, ln)
+	stop()
+	cerr := d.Close()
+	if err := errors.Join(serr, cerr); err != nil {
+		return err
+	}
+	log.Info("authd: stopped")
+	return nil
+}
+
+// parseVersion turns "1.2.3" into CTAPHID's major, minor, build bytes.
+func parseVersion(v string) [3]byte {
+	var out [3]byte
+	var a, b, c int
+	fmt.Sscanf(v, "%d.%d.%d", &a, &b, &c)
+	out[0], out[1], out[2] = byte(a), byte(b), byte(c)
+	return out
+}

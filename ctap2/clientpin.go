@@ -1,0 +1,329 @@
+package ctap2
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/authd/authd/ctap2/pinuv"
+	"github.com/authd/authd/keystore"
+)
+
+// authenticatorClientPIN subcommands (CTAP 2.1 §6.5.5).
+const (
+	pinGetRetries          = 0x01
+	pinGetKeyAgreement     = 0x02
+	pinSetPIN              = 0x03
+	pinChangePIN           = 0x04
+	pinGetPinToken         = 0x05
+	pinGetTokenUsingUV     = 0x06
+	pinGetUVRetries        = 0x07
+	pinGetTokenUsingPINPrm = 0x09
+)
+
+const maxPINBytes = 63
+
+// supportedProtocols lists PIN/UV auth protocols in preference order (getInfo 0x06).
+var supportedProtocols = []int{2, 1}
+
+// protocolOf resolves a request's pinUvAuthProtocol: absent → MISSING_PARAMETER,
+// unsupported → INVALID_PARAMETER.
+func protocolOf(v *uint64) (pinuv.Protocol, error) {
+	if v == nil {
+		return nil, fail(ErrMissingParameter, "pinUvAuthProtocol missing")
+	}
+	if *v > 2 {
+		return nil, fail(ErrInvalidParameter, "unsupported pinUvAuthProtocol %d", *v)
+	}
+	p, ok := pinuv.ByVersion(int(*v))
+	if !ok {
+		return nil, fail(ErrInvalidParameter, "unsupported pinUvAuthProtocol %d", *v)
+	}
+	return p, nil
+}
+
+// consecutiveFails is the count of wrong PINs since this boot's "power-up":
+// tied to the kernel boot id so that restarting the daemon does not clear it.
+func (a *Authenticator) consecutiveFails(st *keystore.State) int {
+	if st.PINFailsBootID != a.cfg.BootID {
+		return 0
+	}
+	return st.PINFails
+}
+
+func (a *Authenticator) clientPIN(ctx context.Context, req *clientPINRequest) (any, error) {
+	if req.SubCommand == nil {
+		return nil, fail(ErrMissingParameter, "clientPIN subCommand missing")
+	}
+	switch *req.SubCommand {
+	case pinGetRetries:
+		st := a.cfg.State.State()
+		retries := st.PINRetries
+		blocked := a.consecutiveFails(&st) >= maxConsecutiveFails
+		return &clientPINResponse{PinRetries: &retries, PowerCycleState: &blocked}, nil
+	case pinGetKeyAgreement:
+		if _, err := protocolOf(req.PinUvAuthProtocol); err != nil {
+			return nil, err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return &clientPINResponse{KeyAgreement: a.ka.PublicKeyCOSE()}, nil
+	case pinSetPIN:
+		return nil, a.setPIN(req)
+	case pinChangePIN:
+		return nil, a.changePIN(req)
+	case pinGetPinToken:
+		if req.Permissions != nil || req.RPID != nil {
+			return nil, fail(ErrInvalidParameter, "getPinToken takes no permissions or rpId")
+		}
+		return a.getPINToken(req, permMC|permGA, nil, ErrPINInvalid)
+	case pinGetTokenUsingPINPrm:
+		if req.Permissions == nil {
+			return nil, fail(ErrMissingParameter, "permissions missing")
+		}
+		return a.getPINToken(req, *req.Permissions, req.RPID, ErrPINPolicyViolation)
+	case pinGetTokenUsingUV, pinGetUVRetries:
+		// No built-in user verification is offered ("uv" absent from getInfo).
+		return nil, fail(ErrInvalidSubcommand, "built-in user verification is not supported")
+	}
+	return nil, fail(ErrInvalidSubcommand, "clientPIN subcommand 0x%02x", *req.SubCommand)
+}
+
+// sharedSecret performs the key agreement for a request.
+func (a *Authenticator) sharedSecret(p pinuv.Protocol, req *clientPINRequest) (pinuv.SharedSecret, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, err := a.ka.Decapsulate(p, *req.KeyAgreement)
+	if err != nil {
+		return s, fail(ErrInvalidParameter, "keyAgreement: %v", err)
+	}
+	return s, nil
+}
+
+// checkNewPIN decrypts newPinEnc and applies the PIN policy (CTAP 2.1 §6.5.5.5).
+func (a *Authenticator) checkNewPIN(p pinuv.Protocol, s *pinuv.SharedSecret, newPinEnc []byte) ([16]byte, int, error) {
+	padded, err := p.Decrypt(s, newPinEnc)
+	if err != nil {
+		return [16]byte{}, 0, fail(ErrInvalidParameter, "newPinEnc: %v", err)
+	}
+	defer clear(padded)
+	pin, err := pinuv.ParsePaddedPIN(padded)
+	if err != nil {
+		return [16]byte{}, 0, fail(ErrInvalidParameter, "newPinEnc: %v", err)
+	}
+	st := a.cfg.State.State()
+	n := utf8.RuneCount(pin)
+	if n < st.MinPINLength || len(pin) > maxPINBytes || !utf8.Valid(pin) {
+		return [16]byte{}, 0, fail(ErrPINPolicyViolation, "new PIN has %d code points / %d bytes (minimum %d code points, maximum %d bytes, UTF-8)", n, len(pin), st.MinPINLength, maxPINBytes)
+	}
+	return pinuv.PINHash(pin), n, nil
+}
+
+func (a *Authenticator) setPIN(req *clientPINRequest) error {
+	if req.PinUvAuthProtocol == nil || req.KeyAgreement == nil || req.PinUvAuthParam == nil || req.NewPinEnc == nil {
+		return fail(ErrMissingParameter, "setPIN needs pinUvAuthProtocol, keyAgreement, pinUvAuthParam and newPinEnc")
+	}
+	p, err := protocolOf(req.PinUvAuthProtocol)
+	if err != nil {
+		return err
+	}
+	if a.cfg.State.State().PINSet {
+		return fail(ErrPINAuthInvalid, "setPIN: a PIN is already set")
+	}
+	s, err := a.sharedSecret(p, req)
+	if err != nil {
+		return err
+	}
+	if !p.Verify(s.HMACKey(), req.NewPinEnc, req.PinUvAuthParam) {
+		return fail(ErrPINAuthInvalid, "setPIN: pinUvAuthParam does not verify")
+	}
+	hash, n, err := a.checkNewPIN(p, &s, req.NewPinEnc)
+	if err != nil {
+		return err
+	}
+	err = a.cfg.State.UpdateState(func(st *keystore.State) error {
+		if st.PINSet {
+			return fail(ErrPINAuthInvalid, "setPIN: a PIN is already set")
+		}
+		st.PINSet, st.PINHash, st.PINCodePoints = true, hash, n
+		st.PINRetries, st.PINFails = maxPINRetries, 0
+		return nil
+	})
+	if err != nil {
+		return wrapStore("setPIN", err)
+	}
+	a.log.Info("ctap2: PIN set")
+	return nil
+}
+
+// verifyPIN is the shared "decrement, then compare" step of changePIN and the
+// token subcommands (CTAP 2.1 §6.5.5.5 steps "pinRetries ... ", "pinHashEnc").
+// The retry counter is decremented durably before the comparison, so a crash
+// or kill during verification costs the attacker a retry.
+func (a *Authenticator) verifyPIN(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte) error {
+	st := a.cfg.State.State()
+	if !st.PINSet {
+		return fail(ErrPINNotSet, "no PIN is set")
+	}
+	if st.PINRetries <= 0 {
+		return fail(ErrPINBlocked, "PIN blocked: no retries left; only reset helps")
+	}
+	if a.consecutiveFails(&st) >= maxConsecutiveFails {
+		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot (3 consecutive wrong PINs)")
+	}
+	got, err := p.Decrypt(s, pinHashEnc)
+	if err != nil || len(got) != 16 {
+		return fail(ErrInvalidParameter, "pinHashEnc has the wrong length")
+	}
+	defer clear(got)
+	if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
+		st.PINRetries--
+		return nil
+	}); err != nil {
+		return wrapStore("PIN retries", err)
+	}
+	var retries, fails int
+	if subtle.ConstantTimeCompare(got, st.PINHash[:]) == 1 {
+		if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
+			st.PINRetries, st.PINFails, st.PINFailsBootID = maxPINRetries, 0, ""
+			return nil
+		}); err != nil {
+			return wrapStore("PIN retries", err)
+		}
+		return nil
+	}
+	a.mu.Lock()
+	if err := a.ka.Regenerate(); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	a.mu.Unlock()
+	if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
+		st.PINFails = a.consecutiveFails(st) + 1
+		st.PINFailsBootID = a.cfg.BootID
+		retries, fails = st.PINRetries, st.PINFails
+		return nil
+	}); err != nil {
+		return wrapStore("PIN retries", err)
+	}
+	a.log.Warn("ctap2: wrong PIN", "retries_left", retries, "consecutive", fails)
+	switch {
+	case retries <= 0:
+		return fail(ErrPINBlocked, "wrong PIN; no retries left")
+	case fails >= maxConsecutiveFails:
+		return fail(ErrPINAuthBlocked, "wrong PIN %d times in a row; blocked until the next boot", fails)
+	}
+	return fail(ErrPINInvalid, "wrong PIN")
+}
+
+func (a *Authenticator) changePIN(req *clientPINRequest) error {
+	if req.PinUvAuthProtocol == nil || req.KeyAgreement == nil || req.PinUvAuthParam == nil || req.NewPinEnc == nil || req.PinHashEnc == nil {
+		return fail(ErrMissingParameter, "changePIN needs pinUvAuthProtocol, keyAgreement, pinUvAuthParam, newPinEnc and pinHashEnc")
+	}
+	p, err := protocolOf(req.PinUvAuthProtocol)
+	if err != nil {
+		return err
+	}
+	st := a.cfg.State.State()
+	if !st.PINSet {
+		return fail(ErrPINNotSet, "changePIN: no PIN is set")
+	}
+	if st.PINRetries <= 0 {
+		return fail(ErrPINBlocked, "PIN blocked: no retries left")
+	}
+	if a.consecutiveFails(&st) >= maxConsecutiveFails {
+		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot")
+	}
+	s, err := a.sharedSecret(p, req)
+	if err != nil {
+		return err
+	}
+	msg := append(append([]byte{}, req.NewPinEnc...), req.PinHashEnc...)
+	if !p.Verify(s.HMACKey(), msg, req.PinUvAuthParam) {
+		return fail(ErrPINAuthInvalid, "changePIN: pinUvAuthParam does not verify")
+	}
+	if err := a.verifyPIN(p, &s, req.PinHashEnc); err != nil {
+		return err
+	}
+	hash, n, err := a.checkNewPIN(p, &s, req.NewPinEnc)
+	if err != nil {
+		return err
+	}
+	if st.ForcePINChange && subtle.ConstantTimeCompare(hash[:], st.PINHash[:]) == 1 {
+		return fail(ErrPINPolicyViolation, "forcePINChange: the new PIN must differ from the old one")
+	}
+	if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
+		st.PINHash, st.PINCodePoints, st.ForcePINChange = hash, n, false
+		return nil
+	}); err != nil {
+		return wrapStore("changePIN", err)
+	}
+	a.mu.Lock()
+	a.resetTokenLocked()
+	a.mu.Unlock()
+	a.log.Info("ctap2: PIN changed")
+	return nil
+}
+
+// getPINToken implements getPinToken (0x05) and
+// getPinUvAuthTokenUsingPinWithPermissions (0x09). forceCode is what a pending
+// forced PIN change yields (PIN_INVALID for 0x05, PIN_POLICY_VIOLATION for 0x09).
+func (a *Authenticator) getPINToken(req *clientPINRequest, perms uint64, rpID *string, forceCode StatusCode) (any, error) {
+	if req.PinUvAuthProtocol == nil || req.KeyAgreement == nil || req.PinHashEnc == nil {
+		return nil, fail(ErrMissingParameter, "token request needs pinUvAuthProtocol, keyAgreement and pinHashEnc")
+	}
+	p, err := protocolOf(req.PinUvAuthProtocol)
+	if err != nil {
+		return nil, err
+	}
+	if perms == 0 {
+		return nil, fail(ErrInvalidParameter, "permissions must not be 0")
+	}
+	if perms&(permBE|permLBW|permACFG|permPCMR) != 0 {
+		return nil, fail(ErrUnauthorizedPermission, "permissions 0x%02x include features this authenticator does not offer", perms)
+	}
+	perms &= permSupported
+	// A token with mc/ga but no rpId is bound to the RP of its first use
+	// (CTAP 2.1 §6.1.2 step 11.1.2.6), so rpId stays optional.
+	st := a.cfg.State.State()
+	if !st.PINSet {
+		return nil, fail(ErrPINNotSet, "no PIN is set")
+	}
+	if st.PINRetries <= 0 {
+		return nil, fail(ErrPINBlocked, "PIN blocked: no retries left")
+	}
+	if a.consecutiveFails(&st) >= maxConsecutiveFails {
+		return nil, fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot")
+	}
+	s, err := a.sharedSecret(p, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.verifyPIN(p, &s, req.PinHashEnc); err != nil {
+		return nil, err
+	}
+	if a.cfg.State.State().ForcePINChange {
+		return nil, fail(forceCode, "the PIN must be changed first (forcePINChange)")
+	}
+	a.mu.Lock()
+	tok, err := a.issueLocked(p.Version(), perms, rpID)
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := p.Encrypt(&s, tok[:])
+	if err != nil {
+		return nil, err
+	}
+	return &clientPINResponse{PinUvAuthToken: enc}, nil
+}
+
+// wrapStore maps a storage failure to CTAP1_ERR_OTHER unless it already carries a status.
+func wrapStore(what string, err error) error {
+	var sc StatusCode
+	if errors.As(err, &sc) {
+		return err
+	}
+	return &statusError{code: ErrOther, reason: what + ": " + err.Error()}
+}

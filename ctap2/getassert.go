@@ -1,0 +1,189 @@
+package ctap2
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/authd/authd/ctap2/pinuv"
+	"github.com/authd/authd/keystore"
+)
+
+// assertionState remembers a GetAssertion with several discoverable
+// credentials for GetNextAssertion (CTAP 2.1 §6.3). Guarded by Authenticator.mu.
+type assertionState struct {
+	rpID  string
+	cdh   []byte
+	creds []*keystore.Credential
+	next  int
+	flags byte
+	uv    bool
+	at    time.Time
+}
+
+func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionRequest, keepalive func(byte)) (any, error) {
+	switch {
+	case req.RPID == nil:
+		return nil, fail(ErrMissingParameter, "rpId missing")
+	case req.ClientDataHash == nil:
+		return nil, fail(ErrMissingParameter, "clientDataHash missing")
+	}
+	if len(req.ClientDataHash) != 32 {
+		return nil, fail(ErrInvalidParameter, "clientDataHash is %d bytes, want 32", len(req.ClientDataHash))
+	}
+	rpID := *req.RPID
+	// Steps 1-2.
+	if req.PinUvAuthParam != nil && len(req.PinUvAuthParam) == 0 {
+		return nil, a.touchToSelect(ctx, keepalive)
+	}
+	var p pinuv.Protocol
+	if req.PinUvAuthParam != nil {
+		var err error
+		if p, err = protocolOf(req.PinUvAuthProtocol); err != nil {
+			return nil, err
+		}
+	}
+	// Step 4: options.
+	up := true
+	for k, v := range req.Options {
+		switch k {
+		case "rk":
+			return nil, fail(ErrUnsupportedOption, "rk is not a getAssertion option")
+		case "up":
+			up = v
+		case "uv":
+			if v && req.PinUvAuthParam == nil {
+				return nil, fail(ErrInvalidOption, "uv=true but no built-in user verification")
+			}
+		}
+	}
+	// Step 6: user verification.
+	uv := false
+	if req.PinUvAuthParam != nil {
+		if err := a.checkPinUvAuthParam(p, req.ClientDataHash, req.PinUvAuthParam, permGA, rpID); err != nil {
+			return nil, err
+		}
+		uv = true
+	}
+	// Step 7: locate credentials.
+	all, err := a.cfg.Store.ByRP(rpID)
+	if err != nil {
+		return nil, wrapStore("find credentials", err)
+	}
+	var creds []*keystore.Credential
+	if len(req.AllowList) > 0 {
+		for _, d := range req.AllowList {
+			if d.Type == nil || d.ID == nil {
+				return nil, fail(ErrMissingParameter, "allowList descriptor lacks type or id")
+			}
+			if *d.Type != "public-key" {
+				continue
+			}
+			for _, c := range all {
+				if bytes.Equal(c.ID, d.ID) && (c.CredProtect != 3 || uv) {
+					creds = append(creds, c)
+					break
+				}
+			}
+			if len(creds) > 0 {
+				break // any one of the listed credentials will do (step 11)
+			}
+		}
+	} else {
+		for _, c := range all {
+			if !c.Discoverable || (c.CredProtect >= 2 && !uv) {
+				continue
+			}
+			creds = append(creds, c)
+		}
+		sort.SliceStable(creds, func(i, j int) bool { return creds[i].Created.After(creds[j].Created) })
+	}
+	if len(creds) == 0 {
+		return nil, fail(ErrNoCredentials, "no eligible credential for %s", rpID)
+	}
+	// Steps 8-9: user presence.
+	var flags byte
+	if up {
+		if err := a.confirm(ctx, keepalive, "getAssertion", rpID, creds[0].UserName, ErrOperationDenied); err != nil {
+			return nil, err
+		}
+		flags |= flagUP
+		a.mu.Lock()
+		a.afterUPLocked()
+		a.mu.Unlock()
+	}
+	if uv {
+		flags |= flagUV
+	}
+	discovered := len(req.AllowList) == 0
+	resp, err := a.assert(creds[0], rpID, req.ClientDataHash, flags, uv && len(creds) > 1)
+	if err != nil {
+		return nil, err
+	}
+	if discovered && len(creds) > 1 {
+		resp.NumberOfCredentials = len(creds)
+		a.mu.Lock()
+		a.next = &assertionState{
+			rpID: rpID, cdh: append([]byte(nil), req.ClientDataHash...), creds: creds,
+			next: 1, flags: flags, uv: uv, at: a.cfg.Now(),
+		}
+		a.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// assert signs one assertion: a fresh counter, authData and signature.
+// identifying controls whether name and displayName accompany the user ID.
+func (a *Authenticator) assert(c *keystore.Credential, rpID string, cdh []byte, flags byte, identifying bool) (*getAssertionResponse, error) {
+	counter, err := a.cfg.Store.NextCounter(c.ID)
+	if err != nil {
+		return nil, wrapStore("signature counter", err)
+	}
+	ad := authData(rpID, flags, counter, nil)
+	signer, err := a.cfg.Store.Signer(c)
+	if err != nil {
+		return nil, fmt.Errorf("ctap2: signer: %w", err)
+	}
+	sig, err := sign(a.cfg.Rand, signer, c.Alg, ad, cdh)
+	if err != nil {
+		return nil, fmt.Errorf("ctap2: assertion signature: %w", err)
+	}
+	resp := &getAssertionResponse{
+		Credential: outDescriptor{ID: c.ID, Type: "public-key"},
+		AuthData:   ad,
+		Signature:  sig,
+	}
+	if c.Discoverable {
+		resp.User = &assertionUser{ID: c.UserID}
+		if identifying {
+			resp.User.Name, resp.User.DisplayName = c.UserName, c.UserDisplayName
+		}
+	}
+	return resp, nil
+}
+
+func (a *Authenticator) getNextAssertion() (any, error) {
+	a.mu.Lock()
+	st := a.next
+	if st == nil {
+		a.mu.Unlock()
+		return nil, fail(ErrNotAllowed, "no getAssertion to continue")
+	}
+	if a.cfg.Now().Sub(st.at) > nextAssertionWindow {
+		a.next = nil
+		a.mu.Unlock()
+		return nil, fail(ErrNotAllowed, "getNextAssertion window of 30 s expired")
+	}
+	if st.next >= len(st.creds) {
+		a.next = nil
+		a.mu.Unlock()
+		return nil, fail(ErrNotAllowed, "no more credentials")
+	}
+	c := st.creds[st.next]
+	st.next++
+	st.at = a.cfg.Now()
+	a.mu.Unlock()
+	return a.assert(c, st.rpID, st.cdh, st.flags, st.uv)
+}

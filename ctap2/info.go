@@ -1,0 +1,75 @@
+package ctap2
+
+import (
+	"context"
+)
+
+// getInfo describes exactly what works (CTAP 2.1 §6.4). Versions: FIDO_2_0 and
+// FIDO_2_1_PRE (credentialMgmtPreview); FIDO_2_1 also requires extensions
+// (hmac-secret, credProtect) that this engine does not offer yet.
+func (a *Authenticator) getInfo() *getInfoResponse {
+	st := a.cfg.State.State()
+	force := st.ForcePINChange
+	remaining := a.cfg.Store.MaxDiscoverable() - a.cfg.Store.DiscoverableCount()
+	if remaining < 0 {
+		remaining = 0
+	}
+	return &getInfoResponse{
+		Versions: []string{"FIDO_2_0", "FIDO_2_1_PRE"},
+		AAGUID:   AAGUID[:],
+		Options: map[string]bool{
+			"plat":                  true,
+			"rk":                    true,
+			"up":                    true,
+			"clientPin":             st.PINSet,
+			"pinUvAuthToken":        true,
+			"credMgmt":              true,
+			"credentialMgmtPreview": true,
+			"makeCredUvNotRqd":      true,
+		},
+		MaxMsgSize:               maxMsgSize,
+		PinUvAuthProtocols:       supportedProtocols,
+		MaxCredentialCountInList: maxCredsInList,
+		MaxCredentialIDLength:    maxCredIDLength,
+		Transports:               []string{"internal"},
+		Algorithms: []algorithm{
+			{Alg: -7, Type: "public-key"},
+			{Alg: -8, Type: "public-key"},
+		},
+		ForcePINChange:        &force,
+		MinPINLength:          st.MinPINLength,
+		FirmwareVersion:       a.cfg.FirmwareVersion,
+		RemainingDiscoverable: &remaining,
+		AttestationFormats:    attestationFormats,
+	}
+}
+
+// reset implements authenticatorReset (CTAP 2.1 §6.6): only within 10 s of
+// power-up (the daemon's start) and only after the user confirmed a prompt
+// saying every passkey will be erased.
+func (a *Authenticator) reset(ctx context.Context, keepalive func(byte)) error {
+	if since := a.cfg.Now().Sub(a.powerUp); since > resetWindow || since < 0 {
+		return fail(ErrNotAllowed, "reset is only possible within 10 s of authd starting (%s ago)", since.Round(1e9))
+	}
+	if err := a.confirm(ctx, keepalive, "reset", "", "", ErrUserActionTimeout); err != nil {
+		return err
+	}
+	if err := a.cfg.State.Wipe(); err != nil {
+		return wrapStore("reset", err)
+	}
+	a.mu.Lock()
+	a.resetTokenLocked()
+	a.next, a.credMgmt = nil, nil
+	err := a.ka.Regenerate()
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	a.log.Warn("ctap2: authenticator reset: every credential and the PIN were erased")
+	return nil
+}
+
+// selection implements authenticatorSelection (CTAP 2.1 §6.9).
+func (a *Authenticator) selection(ctx context.Context, keepalive func(byte)) error {
+	return a.confirm(ctx, keepalive, "selection", "", "", ErrUserActionTimeout)
+}
