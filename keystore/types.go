@@ -5,6 +5,22 @@
 // material is protected is decided through two seams it declares, Sealer and
 // KeyMaker; SoftwareSealer and SoftwareKeys are the fallback that needs no TPM.
 // keystore imports no other authd package except internal helpers.
+//
+// Envelope encryption: a new database gets a random 256-bit data key (DEK),
+// stored only as Sealer.Seal(DEK). Each credential record is CTAP2 canonical
+// CBOR whose public fields (id, rp, algorithm, public key, times, counter
+// ceiling, flags) are in clear and whose secret fields (key blob, user id,
+// names, extension secrets) are one XChaCha20-Poly1305 ciphertext under the
+// DEK, bound to the credential id and rp id. The state record likewise keeps
+// its counters in clear (authenticated) and seals the PIN hash. Wipe
+// replaces the DEK.
+//
+// Signature counters are reserved: each record persists a counter ceiling,
+// and values up to it are handed out from memory. When the reservation is
+// used up, a new ceiling (CounterReserve values ahead) is written and fsynced
+// before the next value is returned. A reopened store continues from the
+// persisted ceiling, so a crash can make the counter jump but never repeat;
+// Close persists the exact counters.
 package keystore
 
 import (
@@ -46,6 +62,8 @@ var (
 	ErrCorrupt              = errors.New("keystore: corrupt or foreign state")
 	ErrSealed               = errors.New("keystore: cannot unseal")
 	ErrUnsupportedAlgorithm = errors.New("keystore: unsupported algorithm")
+	// ErrClosed is returned by a Store's methods after Close.
+	ErrClosed = errors.New("keystore: store closed")
 )
 
 // Credential is one stored credential, discoverable or not. Secret fields
