@@ -27,9 +27,9 @@ type rpEntity struct {
 
 // userEntity is PublicKeyCredentialUserEntity (WebAuthn §5.4.3).
 type userEntity struct {
-	ID          []byte `cbor:"id"`
-	Name        string `cbor:"name,omitempty"`
-	DisplayName string `cbor:"displayName,omitempty"`
+	ID          cbor.Bytes `cbor:"id"`
+	Name        string     `cbor:"name,omitempty"`
+	DisplayName string     `cbor:"displayName,omitempty"`
 }
 
 // credParam is PublicKeyCredentialParameters.
@@ -40,9 +40,9 @@ type credParam struct {
 
 // credDescriptor is PublicKeyCredentialDescriptor.
 type credDescriptor struct {
-	Type       *string  `cbor:"type"`
-	ID         []byte   `cbor:"id"`
-	Transports []string `cbor:"transports,omitempty"`
+	Type       *string    `cbor:"type"`
+	ID         cbor.Bytes `cbor:"id"`
+	Transports []string   `cbor:"transports,omitempty"`
 }
 
 // outDescriptor is a descriptor in responses (no transports; canonical order id, type).
@@ -53,14 +53,14 @@ type outDescriptor struct {
 
 // makeCredentialRequest: CTAP 2.1 §6.1 parameters.
 type makeCredentialRequest struct {
-	ClientDataHash    []byte                     `cbor:"1,keyasint"`
+	ClientDataHash    cbor.Bytes                 `cbor:"1,keyasint"`
 	RP                *rpEntity                  `cbor:"2,keyasint"`
 	User              *userEntity                `cbor:"3,keyasint"`
 	PubKeyCredParams  *[]credParam               `cbor:"4,keyasint"`
 	ExcludeList       []credDescriptor           `cbor:"5,keyasint"`
 	Extensions        map[string]cbor.RawMessage `cbor:"6,keyasint"`
 	Options           map[string]bool            `cbor:"7,keyasint"`
-	PinUvAuthParam    []byte                     `cbor:"8,keyasint"`
+	PinUvAuthParam    cbor.Bytes                 `cbor:"8,keyasint"`
 	PinUvAuthProtocol *uint64                    `cbor:"9,keyasint"`
 	EnterpriseAttest  *uint64                    `cbor:"10,keyasint"`
 	AttFormatsPref    []string                   `cbor:"11,keyasint"`
@@ -75,11 +75,11 @@ type makeCredentialResponse struct {
 // getAssertionRequest: CTAP 2.1 §6.2 parameters.
 type getAssertionRequest struct {
 	RPID              *string                    `cbor:"1,keyasint"`
-	ClientDataHash    []byte                     `cbor:"2,keyasint"`
+	ClientDataHash    cbor.Bytes                 `cbor:"2,keyasint"`
 	AllowList         []credDescriptor           `cbor:"3,keyasint"`
 	Extensions        map[string]cbor.RawMessage `cbor:"4,keyasint"`
 	Options           map[string]bool            `cbor:"5,keyasint"`
-	PinUvAuthParam    []byte                     `cbor:"6,keyasint"`
+	PinUvAuthParam    cbor.Bytes                 `cbor:"6,keyasint"`
 	PinUvAuthProtocol *uint64                    `cbor:"7,keyasint"`
 }
 
@@ -124,14 +124,14 @@ type getInfoResponse struct {
 
 // clientPINRequest: CTAP 2.1 §6.5.5.
 type clientPINRequest struct {
-	PinUvAuthProtocol *uint64   `cbor:"1,keyasint"`
-	SubCommand        *uint64   `cbor:"2,keyasint"`
-	KeyAgreement      *cose.Key `cbor:"3,keyasint"`
-	PinUvAuthParam    []byte    `cbor:"4,keyasint"`
-	NewPinEnc         []byte    `cbor:"5,keyasint"`
-	PinHashEnc        []byte    `cbor:"6,keyasint"`
-	Permissions       *uint64   `cbor:"9,keyasint"`
-	RPID              *string   `cbor:"10,keyasint"`
+	PinUvAuthProtocol *uint64    `cbor:"1,keyasint"`
+	SubCommand        *uint64    `cbor:"2,keyasint"`
+	KeyAgreement      *cose.Key  `cbor:"3,keyasint"`
+	PinUvAuthParam    cbor.Bytes `cbor:"4,keyasint"`
+	NewPinEnc         cbor.Bytes `cbor:"5,keyasint"`
+	PinHashEnc        cbor.Bytes `cbor:"6,keyasint"`
+	Permissions       *uint64    `cbor:"9,keyasint"`
+	RPID              *string    `cbor:"10,keyasint"`
 }
 
 type clientPINResponse struct {
@@ -147,11 +147,11 @@ type credMgmtRequest struct {
 	SubCommand        *uint64         `cbor:"1,keyasint"`
 	SubCommandParams  cbor.RawMessage `cbor:"2,keyasint"`
 	PinUvAuthProtocol *uint64         `cbor:"3,keyasint"`
-	PinUvAuthParam    []byte          `cbor:"4,keyasint"`
+	PinUvAuthParam    cbor.Bytes      `cbor:"4,keyasint"`
 }
 
 type credMgmtParams struct {
-	RPIDHash     []byte          `cbor:"1,keyasint"`
+	RPIDHash     cbor.Bytes      `cbor:"1,keyasint"`
 	CredentialID *credDescriptor `cbor:"2,keyasint"`
 	User         *userEntity     `cbor:"3,keyasint"`
 }

@@ -64,7 +64,8 @@ var ErrInvalid = errors.New("cbor: invalid encoding")
 // ErrType reports a well-formed value of the wrong type (CTAP2_ERR_CBOR_UNEXPECTED_TYPE).
 var ErrType = errors.New("cbor: unexpected type")
 
-// Unmarshal strictly decodes a complete request value into v. Errors wrap
+// Unmarshal strictly decodes a complete CTAP parameter map (integer keys) into
+// v; keys that are not integers are ignored like any unknown key. Errors wrap
 // ErrInvalid (syntax, duplicate keys, depth, trailing bytes, non-canonical
 // encoding) or ErrType (a known field has the wrong type).
 func Unmarshal(data []byte, v any) error {
@@ -95,6 +96,24 @@ func unmarshal(dm fx.DecMode, data []byte, v any, canonical bool) error {
 		if err != nil || !bytes.Equal(again, data) {
 			return fmt.Errorf("%w: not CTAP2 canonical", ErrInvalid)
 		}
+		// fxamacker matches a text key "1" to a keyasint field 1. In a CTAP
+		// parameter map a text key is simply unknown, so drop such keys.
+		if m, ok := generic.(map[any]any); ok {
+			dropped := false
+			for k := range m {
+				switch k.(type) {
+				case uint64, int64:
+				default:
+					delete(m, k)
+					dropped = true
+				}
+			}
+			if dropped {
+				if data, err = enc.Marshal(m); err != nil {
+					return fmt.Errorf("%w: %v", ErrInvalid, err)
+				}
+			}
+		}
 	}
 	if err := dm.Unmarshal(data, v); err != nil {
 		var te *fx.UnmarshalTypeError
@@ -113,4 +132,30 @@ func Diagnose(data []byte) string {
 		return fmt.Sprintf("<invalid cbor: %v>", err)
 	}
 	return s
+}
+
+// Bytes is a request field that must be a CBOR byte string. (A plain []byte
+// field would also accept an array of small integers.) A present but empty
+// byte string decodes to a non-nil empty slice, so "absent" and "empty" stay
+// distinguishable, as CTAP requires for pinUvAuthParam.
+type Bytes []byte
+
+// UnmarshalCBOR implements fx.Unmarshaler.
+func (b *Bytes) UnmarshalCBOR(data []byte) error {
+	if len(data) == 0 || data[0]>>5 != 2 {
+		if len(data) > 0 && data[0] == 0xf6 { // null reads as absent
+			*b = nil
+			return nil
+		}
+		return &fx.UnmarshalTypeError{CBORType: "non-byte-string", GoType: "[]byte"}
+	}
+	var raw []byte
+	if err := dec.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		raw = []byte{}
+	}
+	*b = raw
+	return nil
 }
