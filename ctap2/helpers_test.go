@@ -65,7 +65,7 @@ func (c *clock) Now() time.Time           { c.mu.Lock(); defer c.mu.Unlock(); re
 func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	store *keystore.Store
 	a     *Authenticator
@@ -74,7 +74,7 @@ type env struct {
 	boot  string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, dir: filepath.Join(t.TempDir(), "state"), up: &presence{}, clk: &clock{t: time.Unix(1_800_000_000, 0)}, boot: "boot-1"}
 	e.open()
@@ -193,7 +193,7 @@ type made struct {
 }
 
 // parseMC checks a makeCredential response and returns the credential.
-func parseMC(t *testing.T, m map[int]any, rpID string) made {
+func parseMC(t testing.TB, m map[int]any, rpID string) made {
 	t.Helper()
 	ad := m[2].([]byte)
 	rpHash := sha256.Sum256([]byte(rpID))
@@ -222,7 +222,7 @@ func parseMC(t *testing.T, m map[int]any, rpID string) made {
 	return made{id: append([]byte(nil), id...), pub: pub, alg: alg, authDat: ad}
 }
 
-func verifySig(t *testing.T, pub any, ad, hash, sig []byte) {
+func verifySig(t testing.TB, pub any, ad, hash, sig []byte) {
 	t.Helper()
 	msg := append(append([]byte{}, ad...), hash...)
 	switch k := pub.(type) {
@@ -242,7 +242,7 @@ func verifySig(t *testing.T, pub any, ad, hash, sig []byte) {
 
 // platform is the client side of a PIN/UV auth protocol.
 type platform struct {
-	t      *testing.T
+	t      testing.TB
 	p      pinuv.Protocol
 	ss     pinuv.SharedSecret
 	keyAgr map[int]any
