@@ -212,7 +212,7 @@ func TestMakeCredentialErrors(t *testing.T) {
 	e.up.block = nil
 }
 
-func mustCBOR(t *testing.T, v any) []byte {
+func mustCBOR(t testing.TB, v any) []byte {
 	b, err := cbor.Marshal(v)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@
 package cbor
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
@@ -82,36 +81,31 @@ func unmarshal(dm fx.DecMode, data []byte, v any, canonical bool) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrInvalid)
 	}
-	if err := dm.Wellformed(data); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
 	if canonical {
-		// Re-encode the generic value: any difference means the sender used a
-		// non-minimal integer, unsorted map or other non-canonical form.
-		var generic any
-		if err := dm.Unmarshal(data, &generic); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		depth := MaxDepth
+		if dm == lax {
+			depth = 16
 		}
-		again, err := enc.Marshal(generic)
-		if err != nil || !bytes.Equal(again, data) {
-			return fmt.Errorf("%w: not CTAP2 canonical", ErrInvalid)
+		textKeys, err := checkCanonical(data, depth)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		// fxamacker matches a text key "1" to a keyasint field 1. In a CTAP
 		// parameter map a text key is simply unknown, so drop such keys.
-		if m, ok := generic.(map[any]any); ok {
-			dropped := false
+		if textKeys {
+			var m map[any]any
+			if err := dm.Unmarshal(data, &m); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
 			for k := range m {
 				switch k.(type) {
 				case uint64, int64:
 				default:
 					delete(m, k)
-					dropped = true
 				}
 			}
-			if dropped {
-				if data, err = enc.Marshal(m); err != nil {
-					return fmt.Errorf("%w: %v", ErrInvalid, err)
-				}
+			if data, err = enc.Marshal(m); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
 			}
 		}
 	}
