@@ -66,7 +66,7 @@ func TestMakeCredentialAndAssertion(t *testing.T) {
 			if len(ad) != 37 || ad[32] != flagUP {
 				t.Fatalf("assertion authData %x", ad)
 			}
-			verifySig(t, c.pub, ad, cdh, ga[3].([]byte))
+			verifySig(t, c, ad, cdh, ga[3].([]byte))
 			n := binary.BigEndian.Uint32(ad[33:])
 			if n <= last {
 				t.Fatalf("counter %d after %d", n, last)

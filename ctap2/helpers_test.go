@@ -190,6 +190,7 @@ type made struct {
 	pub     any
 	alg     int
 	authDat []byte
+	cose    []byte
 }
 
 // parseMC checks a makeCredential response and returns the credential.
@@ -217,15 +218,19 @@ func parseMC(t testing.TB, m map[int]any, rpID string) made {
 		if stmt["alg"] != int64(alg) {
 			t.Fatalf("attStmt alg %v, key alg %d", stmt["alg"], alg)
 		}
-		verifySig(t, pub, ad, cdh, stmt["sig"].([]byte))
+		verifySig(t, made{pub: pub, cose: ad[55+n:]}, ad, cdh, stmt["sig"].([]byte))
 	}
-	return made{id: append([]byte(nil), id...), pub: pub, alg: alg, authDat: ad}
+	rpVerifyAttestation(t, rpID, m)
+	return made{id: append([]byte(nil), id...), pub: pub, alg: alg, authDat: ad, cose: append([]byte(nil), ad[55+n:]...)}
 }
 
-func verifySig(t testing.TB, pub any, ad, hash, sig []byte) {
+// verifySig checks a signature over authData ‖ clientDataHash with crypto/*
+// and with go-webauthn, an independent relying-party implementation.
+func verifySig(t testing.TB, c made, ad, hash, sig []byte) {
 	t.Helper()
 	msg := append(append([]byte{}, ad...), hash...)
-	switch k := pub.(type) {
+	rpVerifySignature(t, c.cose, msg, sig)
+	switch k := c.pub.(type) {
 	case *ecdsa.PublicKey:
 		d := sha256.Sum256(msg)
 		if !ecdsa.VerifyASN1(k, d[:], sig) {
@@ -236,7 +241,7 @@ func verifySig(t testing.TB, pub any, ad, hash, sig []byte) {
 			t.Fatal("Ed25519 signature does not verify")
 		}
 	default:
-		t.Fatalf("unexpected key %T", pub)
+		t.Fatalf("unexpected key %T", c.pub)
 	}
 }
 
