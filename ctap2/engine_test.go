@@ -91,6 +91,7 @@ func TestAttestationNone(t *testing.T) {
 	if m[1] != "none" || len(m[3].(map[any]any)) != 0 {
 		t.Fatalf("fmt %v stmt %v", m[1], m[3])
 	}
+	parseMC(t, m, "example.com")
 }
 
 func TestDiscoverableAndNextAssertion(t *testing.T) {
