@@ -1,7 +1,6 @@
 package ctap2
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -67,31 +66,27 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 		}
 		uv = true
 	}
-	// Step 7: locate credentials.
-	all, err := a.cfg.Store.ByRP(rpID)
-	if err != nil {
-		return nil, wrapStore("find credentials", err)
-	}
+	// Step 7: locate credentials: those in the allowList bound to rpID, else
+	// the RP's discoverable ones. Unknown and foreign IDs are simply not found.
 	var creds []*keystore.Credential
 	if len(req.AllowList) > 0 {
 		for _, d := range req.AllowList {
 			if d.Type == nil || d.ID == nil {
 				return nil, fail(ErrMissingParameter, "allowList descriptor lacks type or id")
 			}
-			if *d.Type != "public-key" {
-				continue
+			if *d.Type != "public-key" || len(creds) > 0 {
+				continue // any one listed credential will do (step 11); keep validating
 			}
-			for _, c := range all {
-				if bytes.Equal(c.ID, d.ID) && (c.CredProtect != 3 || uv) {
-					creds = append(creds, c)
-					break
-				}
-			}
-			if len(creds) > 0 {
-				break // any one of the listed credentials will do (step 11)
+			c, err := a.cfg.Store.Get(d.ID)
+			if err == nil && c.RPID == rpID && (c.CredProtect != 3 || uv) {
+				creds = append(creds, c)
 			}
 		}
 	} else {
+		all, err := a.cfg.Store.ByRP(rpID)
+		if err != nil {
+			return nil, wrapStore("find credentials", err)
+		}
 		for _, c := range all {
 			if !c.Discoverable || (c.CredProtect >= 2 && !uv) {
 				continue
