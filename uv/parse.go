@@ -1,0 +1,94 @@
+package uv
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// PresenceModes describes the values ParsePresence accepts, for flag help.
+const PresenceModes = "auto, terminal, command:PATH, allow or deny"
+
+// ParsePresence builds the Presence selected by the --presence flag:
+//
+//	auto          terminal if stdin is a terminal, else deny (with a log line
+//	              explaining how to configure presence)
+//	terminal      TerminalPresence reading stdin; prompts go to stderr, or to
+//	              /dev/tty when stderr is redirected away from the terminal
+//	command:PATH  CommandPresence running PATH, which must be an absolute
+//	              path to an executable file (checked now, not at first use)
+//	allow         AllowPresence: approve everything, for tests only
+//	deny          DenyPresence: decline everything
+func ParsePresence(spec string, stdin *os.File, logger *slog.Logger) (Presence, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	switch {
+	case spec == "allow":
+		logger.Warn("presence is auto-approved (--presence allow): any local process can use every passkey; for tests only")
+		return AllowPresence{Logger: logger}, nil
+	case spec == "deny":
+		return DenyPresence{Reason: "--presence deny", Logger: logger}, nil
+	case spec == "terminal":
+		if stdin == nil {
+			return nil, fmt.Errorf("uv: --presence terminal: no stdin")
+		}
+		return &TerminalPresence{In: stdin, Out: terminalOut(), Logger: logger}, nil
+	case spec == "auto":
+		if stdin != nil && isTerminal(stdin) {
+			logger.Info("user presence will be asked on the terminal (--presence auto)")
+			return &TerminalPresence{In: stdin, Out: terminalOut(), Logger: logger}, nil
+		}
+		reason := "stdin is not a terminal, so there is nobody to ask (--presence auto)"
+		logger.Warn("every request needing user presence will be declined: " + reason +
+			"; configure user presence with --presence terminal|command:PATH|allow")
+		return DenyPresence{Reason: reason, Logger: logger}, nil
+	case strings.HasPrefix(spec, "command:"):
+		path := strings.TrimPrefix(spec, "command:")
+		if err := checkHelper(path); err != nil {
+			return nil, err
+		}
+		return CommandPresence{Path: path, Logger: logger}, nil
+	default:
+		return nil, fmt.Errorf("uv: unknown presence mode %q (want %s)", spec, PresenceModes)
+	}
+}
+
+// checkHelper fails early on a helper path that could never run, rather than
+// declining every request later. The path must be absolute so that the
+// daemon's working directory and $PATH cannot change which program decides.
+func checkHelper(path string) error {
+	if path == "" || !filepath.IsAbs(path) {
+		return fmt.Errorf("uv: --presence command:PATH: %q is not an absolute path", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("uv: --presence command: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("uv: --presence command: %s is not a regular file", path)
+	}
+	// access(2) answers for the daemon's own credentials and mount options
+	// (noexec); the mode check is the cheap, obvious case.
+	if fi.Mode().Perm()&0o111 == 0 || unix.Access(path, unix.X_OK) != nil {
+		return fmt.Errorf("uv: --presence command: %s is not executable", path)
+	}
+	return nil
+}
+
+// terminalOut picks where terminal prompts are written: stderr, unless it has
+// been redirected (to a log file, say) and the controlling terminal is
+// available instead.
+func terminalOut() *os.File {
+	if isTerminal(os.Stderr) {
+		return os.Stderr
+	}
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		return tty // lives as long as the daemon
+	}
+	return os.Stderr
+}
