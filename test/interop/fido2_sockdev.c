@@ -404,7 +404,8 @@ cmd_info(fido_dev_t *dev, const struct opts *o)
 	char **names;
 	const bool *vals;
 	const uint8_t *protos;
-	bool v20 = false, v21 = false, es256 = false, eddsa = false;
+	bool v20 = false, v21 = false, v21pre = false, es256 = false;
+	bool eddsa = false;
 	bool p1 = false, p2 = false;
 	int r;
 
@@ -420,6 +421,7 @@ cmd_info(fido_dev_t *dev, const struct opts *o)
 		printf("info: version %s\n", names[i]);
 		v20 |= strcmp(names[i], "FIDO_2_0") == 0;
 		v21 |= strcmp(names[i], "FIDO_2_1") == 0;
+		v21pre |= strcmp(names[i], "FIDO_2_1_PRE") == 0;
 	}
 	printf("info: aaguid ");
 	hexprint(fido_cbor_info_aaguid_ptr(ci), fido_cbor_info_aaguid_len(ci));
@@ -449,8 +451,10 @@ cmd_info(fido_dev_t *dev, const struct opts *o)
 	    fido_dev_is_fido2(dev), fido_dev_has_pin(dev),
 	    fido_dev_supports_credman(dev), fido_dev_supports_permissions(dev),
 	    fido_dev_supports_pin(dev));
-	if (!v20 || !v21)
-		fail("info: versions must include FIDO_2_0 and FIDO_2_1");
+	/* FIDO_2_1 needs hmac-secret/credProtect; FIDO_2_1_PRE is fine too. */
+	if (!v20 || (!v21 && !v21pre))
+		fail("info: versions must include FIDO_2_0 and FIDO_2_1 or "
+		    "FIDO_2_1_PRE");
 	if (!es256 || !eddsa)
 		fail("info: algorithms must include ES256 (-7) and EdDSA (-8)");
 	if (!p1 || !p2)
