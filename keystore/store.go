@@ -30,6 +30,11 @@ const (
 // DBFileName is the name of the database file inside the state directory.
 const DBFileName = "authd.db"
 
+// newDBFileName is where Wipe builds the replacement database before renaming
+// it over DBFileName. A file left there by an interrupted Wipe is never
+// loaded: Open removes it and Wipe replaces it.
+const newDBFileName = DBFileName + ".new"
+
 const (
 	signerCacheSize = 128
 	lockTimeout     = 100 * time.Millisecond
@@ -85,9 +90,13 @@ type Store struct {
 	reserve uint32
 	cache   *signerCache
 
+	// wipeHook, if set (tests only), runs before each step of Wipe's
+	// rebuild; an error it returns makes that step fail.
+	wipeHook func(step string) error
+
 	// wmu serialises writers: a writer holds it across building records,
 	// the bbolt transaction and applying the result to the index. It also
-	// guards dek.
+	// guards dek and db (Wipe replaces db holding both wmu and mu).
 	wmu sync.Mutex
 	dek [32]byte
 
@@ -185,7 +194,7 @@ func Open(dir string, sealer Sealer, keys KeyMaker, opts Options) (*Store, error
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
 
-	if s.db, err = s.openBolt(false); err != nil {
+	if s.db, _, err = s.openBolt(s.path, false, false); err != nil {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
@@ -193,30 +202,103 @@ func Open(dir string, sealer Sealer, keys KeyMaker, opts Options) (*Store, error
 		clear(s.dek[:])
 		return nil, err
 	}
+	// We hold the lock, so no Wipe is running: a replacement database
+	// left next to ours was abandoned by a crash.
+	s.removeLeftover()
 	return s, nil
 }
 
-// openBolt opens the database file, mapping bbolt's errors to ours.
-func (s *Store) openBolt(readOnly bool) (db *bolt.DB, err error) {
+// removeLeftover removes what an interrupted Wipe left at newDBFileName.
+// Failing to is only logged: the file is never read, and Wipe replaces it.
+func (s *Store) removeLeftover() {
+	path := filepath.Join(s.dir, newDBFileName)
+	switch err := os.Remove(path); {
+	case err == nil:
+		s.log.Info("keystore: removed the leftover of an interrupted reset", "path", path)
+	case !errors.Is(err, fs.ErrNotExist):
+		s.log.Warn("keystore: cannot remove the leftover of an interrupted reset", "path", path, "err", err)
+	}
+}
+
+// openFileHook, if set (tests only), runs after openBolt opened a file and
+// before bbolt locks it.
+var openFileHook func(path string)
+
+// openBolt opens and locks the bbolt database at path, mapping bbolt's errors
+// to ours. create makes it create a new file (mode 0600), failing if path
+// exists. It also returns the opened file, for fsync.
+//
+// Wipe renames a new, locked database over the old one and only then
+// releases the old file's lock. A process that opened path just before such
+// a rename could then lock the old, unlinked file and run on a ghost copy of
+// the erased database. So once locked, the file must still be the one at
+// path; if it is not, openBolt starts over (and then normally finds the new
+// file locked: ErrLocked).
+func (s *Store) openBolt(path string, readOnly, create bool) (*bolt.DB, *os.File, error) {
+	for range 3 {
+		db, f, err := s.openBoltOnce(path, readOnly, create)
+		if err != nil {
+			return nil, nil, err
+		}
+		ofi, err := f.Stat()
+		if err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("keystore: %w", err)
+		}
+		fi, err := os.Lstat(path)
+		if err == nil && os.SameFile(fi, ofi) {
+			return db, f, nil
+		}
+		db.Close()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("keystore: %w", err)
+		}
+		s.log.Info("keystore: database file replaced while opening it; retrying", "path", path)
+	}
+	return nil, nil, &sentinelError{
+		msg: fmt.Sprintf("keystore: state directory %s is in use by another authd (%s keeps being replaced)", s.dir, path),
+		err: ErrLocked,
+	}
+}
+
+func (s *Store) openBoltOnce(path string, readOnly, create bool) (db *bolt.DB, f *os.File, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, corruptf("%s: damaged database (%v)", s.path, r)
+			if db != nil {
+				db.Close()
+			} else if f != nil {
+				f.Close() // releases the lock if bbolt took it
+			}
+			db, f, err = nil, nil, corruptf("%s: damaged database (%v)", path, r)
 		}
 	}()
-	db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		if create {
+			flag |= os.O_CREATE | os.O_EXCL
+		}
+		file, err := os.OpenFile(name, flag, perm)
+		if err == nil {
+			f = file
+			if openFileHook != nil {
+				openFileHook(name)
+			}
+		}
+		return file, err
+	}
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly, OpenFile: openFile})
 	switch {
 	case err == nil:
-		return db, nil
+		return db, f, nil
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, &sentinelError{
+		return nil, nil, &sentinelError{
 			msg: fmt.Sprintf("keystore: state directory %s is in use by another authd", s.dir),
 			err: ErrLocked,
 		}
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
 		errors.Is(err, berrors.ErrChecksum):
-		return nil, corruptf("%s is not an authd database (%v); refusing to touch it", s.path, err)
+		return nil, nil, corruptf("%s is not an authd database (%v); refusing to touch it", path, err)
 	default:
-		return nil, fmt.Errorf("keystore: open %s: %w", s.path, err)
+		return nil, nil, fmt.Errorf("keystore: open %s: %w", path, err)
 	}
 }
 
@@ -239,7 +321,7 @@ func (s *Store) validateExisting(size int64) error {
 	if size < minDBSize {
 		return corruptf("%s is not an authd database (%d bytes is too small); refusing to touch it", s.path, size)
 	}
-	db, err := s.openBolt(true)
+	db, _, err := s.openBolt(s.path, true, false)
 	if err != nil {
 		return err
 	}
@@ -293,9 +375,10 @@ func (s *Store) load() error {
 		return err
 	}
 	if empty {
-		if err := s.initialize(); err != nil {
+		if err := s.initialize(s.db, s.path); err != nil {
 			return err
 		}
+		s.log.Info("keystore initialised", "path", s.path)
 	}
 	if err := s.view(s.loadTx); err != nil {
 		return err
@@ -305,9 +388,9 @@ func (s *Store) load() error {
 	return nil
 }
 
-// initialize writes a new data key, default state and empty buckets in one
-// transaction.
-func (s *Store) initialize() error {
+// initialize writes a new data key (sealed), default state and empty buckets
+// into db, the empty bbolt database at path, in one transaction.
+func (s *Store) initialize(db *bolt.DB, path string) error {
 	var dek [32]byte
 	defer clear(dek[:])
 	if _, err := rand.Read(dek[:]); err != nil {
@@ -324,9 +407,9 @@ func (s *Store) initialize() error {
 	}
 	var format [4]byte
 	binary.BigEndian.PutUint32(format[:], dbFormat)
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bolt.Tx) error {
 		if name, _ := tx.Cursor().First(); name != nil {
-			return corruptf("%s changed while being initialised", s.path)
+			return corruptf("%s changed while being initialised", path)
 		}
 		meta, err := tx.CreateBucket(bucketMeta)
 		if err != nil {
@@ -351,9 +434,8 @@ func (s *Store) initialize() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("keystore: initialise %s: %w", s.path, err)
+		return fmt.Errorf("keystore: initialise %s: %w", path, err)
 	}
-	s.log.Info("keystore initialised", "path", s.path)
 	return nil
 }
 
@@ -986,10 +1068,34 @@ func (s *Store) UpdateState(fn func(*State) error) error {
 	return nil
 }
 
-// Wipe implements authenticatorReset: in one transaction it deletes every
-// credential, resets the state to defaults and replaces the data key with a
-// new one, so records surviving in free database pages can no longer be
-// decrypted once the old sealed data key is overwritten.
+// Wipe implements authenticatorReset: afterwards the store holds no
+// credential, the state is the default and a new data key is in use.
+//
+// Deleting records inside the database would not be enough: bbolt keeps
+// freed pages in the file, so the old sealed data key and sealed records
+// would stay in authd.db, and a copy of the state directory (with an
+// unchanged software master key) could still recover the erased passkeys.
+// So Wipe builds a new database from scratch next to the old one
+// (newDBFileName: fresh data key sealed by the Sealer, default state),
+// locks and fsyncs it, renames it over DBFileName, fsyncs the directory, and
+// only then switches the store to it and closes the old file. At every
+// point DBFileName is either the complete old or the complete new database.
+// The state directory stays locked throughout: the new file is locked before
+// the rename and the old one unlocked after it. A process that opened the
+// old file just before the rename could lock it once it is unlinked and
+// released; openBolt detects that and starts over (a bbolt tool or an authd
+// without that check could end up on the unlinked old file, which then no
+// longer affects authd.db).
+//
+// If any step before the rename fails, nothing has changed: the old
+// database stays in use and an error is returned. If syncing the directory
+// after the rename fails, the store has been wiped and the error is
+// returned anyway, as a crash could still bring the old database back;
+// calling Wipe again is safe.
+//
+// This purges the old state from the database file, not from the storage
+// device: the file system frees the old file's blocks without overwriting
+// them, and other hard links to authd.db or backups keep the old data.
 func (s *Store) Wipe() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -999,47 +1105,112 @@ func (s *Store) Wipe() error {
 	if closed {
 		return errClosed("Wipe")
 	}
-	var dek [32]byte
-	defer clear(dek[:])
-	if _, err := rand.Read(dek[:]); err != nil {
-		return fmt.Errorf("keystore: Wipe: generate data key: %w", err)
-	}
-	sealedDEK, err := s.sealer.Seal(dek[:])
+	newPath := filepath.Join(s.dir, newDBFileName)
+	db, fresh, err := s.buildFresh(newPath)
 	if err != nil {
-		return fmt.Errorf("keystore: Wipe: seal data key: %w", err)
+		return wipeFailed(err)
 	}
-	st := defaultState()
-	stData, err := encodeState(&dek, &st)
+	defer clear(fresh.dek[:])
+	if err = s.wipeStep("rename"); err == nil {
+		err = os.Rename(newPath, s.path)
+	}
 	if err != nil {
-		return fmt.Errorf("keystore: Wipe: encode state: %w", err)
+		db.Close()
+		os.Remove(newPath)
+		return wipeFailed(err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCreds, bucketIDs} {
-			if err := tx.DeleteBucket(b); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyDEK, sealedDEK); err != nil {
-			return err
-		}
-		return meta.Put(keyState, stData)
-	})
-	if err != nil {
-		return fmt.Errorf("keystore: Wipe: %w", err)
-	}
+
+	// DBFileName now is the new database: switch to it whatever happens.
+	syncErr := syncDir(s.dir)
 	s.mu.Lock()
-	s.dek = dek
-	s.byID = make(map[string]*entry)
-	s.byRP = make(map[string][]*entry)
-	s.discoverable = 0
-	s.state = st
+	old := s.db
+	s.db = db
+	s.dek = fresh.dek
+	s.byID, s.byRP, s.discoverable, s.state = fresh.byID, fresh.byRP, fresh.discoverable, fresh.state
 	s.mu.Unlock()
 	s.cache.clear()
+	if err := old.Close(); err != nil {
+		s.log.Warn("keystore: closing the replaced database", "err", err)
+	}
+	if syncErr != nil {
+		s.log.Error("keystore wiped, but the reset may not survive a crash", "dir", s.dir, "err", syncErr)
+		return fmt.Errorf("keystore: Wipe: store wiped, but syncing %s failed, so a crash may undo it: %w", s.dir, syncErr)
+	}
 	s.log.Info("keystore wiped")
+	return nil
+}
+
+// buildFresh creates a new database at path, initialised like a new store's,
+// fsyncs it and loads it as Open would (which also checks that the new data
+// key unseals). On success db holds the file's lock and fresh holds the new
+// data key, index and state; on failure path is removed.
+func (s *Store) buildFresh(path string) (db *bolt.DB, fresh *Store, err error) {
+	defer func() {
+		if err == nil {
+			return
+		}
+		if db != nil {
+			db.Close()
+		}
+		if fresh != nil {
+			clear(fresh.dek[:])
+		}
+		os.Remove(path)
+	}()
+	// A leftover of an interrupted Wipe: never read, just replaced.
+	if err = s.wipeStep("remove"); err != nil {
+		return nil, nil, err
+	}
+	if err = os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("remove leftover: %w", err)
+	}
+	if err = s.wipeStep("create"); err != nil {
+		return nil, nil, err
+	}
+	db, f, err := s.openBolt(path, false, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err = s.wipeStep("initialise"); err != nil {
+		return db, nil, err
+	}
+	if err = s.initialize(db, path); err != nil {
+		return db, nil, err
+	}
+	if err = s.wipeStep("sync"); err != nil {
+		return db, nil, err
+	}
+	if err = f.Sync(); err != nil {
+		return db, nil, fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err = s.wipeStep("load"); err != nil {
+		return db, nil, err
+	}
+	fresh = &Store{dir: s.dir, path: path, sealer: s.sealer}
+	if err = fresh.viewDB(db, fresh.loadTx); err != nil {
+		return db, fresh, err
+	}
+	if len(fresh.byID) != 0 || fresh.state != defaultState() {
+		return db, fresh, corruptf("%s: not empty after initialisation", path)
+	}
+	return db, fresh, nil
+}
+
+// wipeFailed reports a Wipe that changed nothing.
+func wipeFailed(err error) error {
+	return &sentinelError{
+		msg: "keystore: Wipe failed, nothing was erased: " + strings.TrimPrefix(err.Error(), "keystore: "),
+		err: err,
+	}
+}
+
+func (s *Store) wipeStep(step string) error {
+	if s.wipeHook == nil {
+		return nil
+	}
+	if err := s.wipeHook(step); err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
 	return nil
 }
 

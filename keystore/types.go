@@ -12,8 +12,14 @@
 // ceiling, flags) are in clear and whose secret fields (key blob, user id,
 // names, extension secrets) are one XChaCha20-Poly1305 ciphertext under the
 // DEK, bound to the credential id and rp id. The state record likewise keeps
-// its counters in clear (authenticated) and seals the PIN hash. Wipe
-// replaces the DEK.
+// its counters in clear (authenticated) and seals the PIN hash.
+//
+// Wipe (authenticatorReset) does not delete records in place: bbolt keeps
+// freed pages in the file, so the old sealed DEK and records would survive
+// there, recoverable from a copy of the state directory while the master key
+// is unchanged. Instead it builds a new database (new DEK, default state) in
+// authd.db.new, fsyncs it and renames it over authd.db, so the file holds
+// nothing of the old state.
 //
 // Signature counters are reserved: each record persists a counter ceiling,
 // and values up to it are handed out from memory. When the reservation is
