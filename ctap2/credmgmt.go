@@ -112,12 +112,15 @@ func (a *Authenticator) credentialManagement(req *credMgmtRequest) (any, error) 
 		return resp, nil
 
 	case cmEnumerateCredsBegin:
+		if bound {
+			h := sha256.Sum256([]byte(boundRP))
+			if !bytes.Equal(h[:], params.RPIDHash) {
+				return nil, fail(ErrPINAuthInvalid, "token is bound to another RP ID")
+			}
+		}
 		creds, err := a.discoverableByHash(params.RPIDHash)
 		if err != nil {
 			return nil, err
-		}
-		if bound && (len(creds) == 0 || creds[0].RPID != boundRP) {
-			return nil, fail(ErrPINAuthInvalid, "token is bound to another RP ID")
 		}
 		if len(creds) == 0 {
 			return nil, fail(ErrNoCredentials, "no discoverable credentials for that rpIDHash")

@@ -300,6 +300,9 @@ func TestCredentialManagement(t *testing.T) {
 		_, tok, _ = e.token(2, "1234", permCM, "b.example")
 		e.expect(ErrPINAuthInvalid, cmd, auth(tok, cmGetCredsMetadata, nil))
 		e.expect(ErrPINAuthInvalid, cmd, auth(tok, cmEnumerateCredsBegin, params))
+		// Bound to an RP without credentials: the answer is NO_CREDENTIALS.
+		_, tok, _ = e.token(2, "1234", permCM, "none.example")
+		e.expect(ErrNoCredentials, cmd, auth(tok, cmEnumerateCredsBegin, map[int]any{1: none[:]}))
 		e.expect(ErrInvalidSubcommand, cmd, map[int]any{1: 0x33})
 		// A wrong MAC.
 		bad := auth(tok, cmGetCredsMetadata, nil)
