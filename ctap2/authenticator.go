@@ -224,6 +224,9 @@ func (a *Authenticator) ServeCTAP(ctx context.Context, msg []byte, keepalive fun
 	if out == nil {
 		return []byte{byte(StatusOK)}
 	}
+	if app, ok := out.(interface{ appendCBOR([]byte) []byte }); ok {
+		return app.appendCBOR(make([]byte, 1, 256)) // status byte 0, then the body
+	}
 	body, err := cbor.Marshal(out)
 	if err != nil {
 		a.log.Error("ctap2: encoding response", "cmd", name, "err", err)
@@ -256,7 +259,7 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 		return a.makeCredential(ctx, &req, keepalive)
 	case cmdGetAssertion:
 		var req getAssertionRequest
-		if err := decode(params, &req); err != nil {
+		if err := decodeGetAssertion(params, &req); err != nil {
 			return nil, err
 		}
 		return a.getAssertion(ctx, &req, keepalive)
@@ -312,8 +315,8 @@ func decode(params []byte, v any) error {
 func (a *Authenticator) confirm(ctx context.Context, keepalive func(byte), op, rpID, user string, timeoutCode StatusCode) error {
 	keepalive(StatusUPNeeded)
 	defer keepalive(StatusProcessing)
-	wctx, cancel := context.WithTimeout(ctx, a.cfg.PresenceTimeout)
-	defer cancel()
+	wctx := &lazyDeadline{Context: ctx, deadline: time.Now().Add(a.cfg.PresenceTimeout)} // a real timer, not cfg.Now
+	defer wctx.stop()
 	err := a.cfg.Presence.ConfirmPresence(wctx, op, rpID, user)
 	switch {
 	case err == nil:
@@ -336,5 +339,32 @@ func (a *Authenticator) Idle(ctx context.Context) (release func(), err error) {
 		return func() { <-a.busy }, nil
 	case <-ctx.Done():
 		return func() {}, ctx.Err()
+	}
+}
+
+// lazyDeadline is ctx with a deadline whose timer is armed only when the
+// Presence implementation waits on Done or asks Err: a prompt shown to a
+// person needs it, a policy that answers at once (the hot path of every
+// sign-in with --presence allow or a cached decision) does not pay for it.
+type lazyDeadline struct {
+	context.Context
+	deadline time.Time
+	once     sync.Once
+	inner    context.Context
+	cancel   context.CancelFunc
+}
+
+func (c *lazyDeadline) arm() {
+	c.once.Do(func() { c.inner, c.cancel = context.WithDeadline(c.Context, c.deadline) })
+}
+
+func (c *lazyDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *lazyDeadline) Done() <-chan struct{}       { c.arm(); return c.inner.Done() }
+func (c *lazyDeadline) Err() error                  { c.arm(); return c.inner.Err() }
+
+func (c *lazyDeadline) stop() {
+	c.once.Do(func() {}) // after this, arm is a no-op
+	if c.cancel != nil {
+		c.cancel()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"unicode/utf8"
 )
 
 var (
@@ -14,6 +15,9 @@ var (
 	errReserved     = errors.New("reserved additional information")
 	errTooDeep      = errors.New("nested too deeply")
 	errTrailingData = errors.New("trailing data")
+	errUTF8         = errors.New("invalid UTF-8 in a text string")
+	errSimple       = errors.New("unassigned simple value")
+	errKeyType      = errors.New("map key is not an integer (within int64), a text string or a byte string")
 )
 
 // checkCanonical verifies without allocating that data is exactly one item in
@@ -46,8 +50,8 @@ func head(data []byte) (major byte, arg uint64, n int, err error) {
 			return 0, 0, 0, errTruncated
 		}
 		arg = uint64(data[1])
-		if arg < 24 && major != 7 {
-			return 0, 0, 0, errNonMinimal
+		if (arg < 24 && major != 7) || (major == 7 && arg < 32) {
+			return 0, 0, 0, errNonMinimal // RFC 8949 §3.3: two-byte simple values start at 32
 		}
 		return major, arg, 2, nil
 	case ai == 25:
@@ -90,11 +94,21 @@ func item(data []byte, depth, maxDepth int, top bool) (int, bool, error) {
 		return 0, false, err
 	}
 	switch major {
-	case 0, 1, 7: // integers, simple values and floats carry no content
+	case 0, 1: // integers carry no content
+		return n, false, nil
+	case 7:
+		// CTAP uses false, true, null (and tolerates undefined); unassigned
+		// simple values have no meaning in any CTAP message.
+		if ai := data[0] & 0x1f; ai < 20 || ai == 24 {
+			return 0, false, errSimple
+		}
 		return n, false, nil
 	case 2, 3:
 		if arg > uint64(len(data)-n) {
 			return 0, false, errTruncated
+		}
+		if major == 3 && !utf8.Valid(data[n:n+int(arg)]) {
+			return 0, false, errUTF8
 		}
 		return n + int(arg), false, nil
 	case 4, 5:
@@ -114,6 +128,14 @@ func item(data []byte, depth, maxDepth int, top bool) (int, bool, error) {
 					return 0, false, err
 				}
 				key := data[n : n+k]
+				if km := key[0] >> 5; km > 3 {
+					// Arrays and maps are not hashable; floats, booleans and
+					// null never name anything in CTAP.
+					return 0, false, errKeyType
+				}
+				if key[0]>>5 <= 1 && key[0]&0x1f == 27 && key[1]&0x80 != 0 {
+					return 0, false, errKeyType // an integer key beyond int64
+				}
 				if prevKey != nil && bytes.Compare(prevKey, key) >= 0 {
 					return 0, false, errKeyOrder
 				}

@@ -36,6 +36,8 @@ func init() {
 		TagsMd:          fx.TagsForbidden,
 		MaxNestedLevels: MaxDepth,
 		UTF8:            fx.UTF8RejectInvalid,
+		// "ID" is not "id": CTAP member names are case-sensitive.
+		FieldNameMatching: fx.FieldNameMatchingCaseSensitive,
 		// Default decoding of CBOR maps into interface{} yields map[interface{}]interface{};
 		// keep that (CTAP maps have integer keys).
 	}
@@ -98,9 +100,7 @@ func unmarshal(dm fx.DecMode, data []byte, v any, canonical bool) error {
 				return fmt.Errorf("%w: %v", ErrInvalid, err)
 			}
 			for k := range m {
-				switch k.(type) {
-				case uint64, int64:
-				default:
+				if _, ok := k.(string); ok {
 					delete(m, k)
 				}
 			}
@@ -134,22 +134,24 @@ func Diagnose(data []byte) string {
 // distinguishable, as CTAP requires for pinUvAuthParam.
 type Bytes []byte
 
-// UnmarshalCBOR implements fx.Unmarshaler.
+// UnmarshalCBOR implements fx.Unmarshaler. data is one well-formed item
+// (the decoder has checked it), so the byte string's content is sliced
+// directly instead of running a second decoder.
 func (b *Bytes) UnmarshalCBOR(data []byte) error {
-	if len(data) == 0 || data[0]>>5 != 2 {
-		if len(data) > 0 && data[0] == 0xf6 { // null reads as absent
-			*b = nil
-			return nil
-		}
-		return &fx.UnmarshalTypeError{CBORType: "non-byte-string", GoType: "[]byte"}
+	if len(data) == 1 && (data[0] == 0xf6 || data[0] == 0xf7) { // null or undefined reads as absent
+		*b = nil
+		return nil
 	}
-	var raw []byte
-	if err := dec.Unmarshal(data, &raw); err != nil {
+	major, arg, n, err := head(data)
+	if err != nil {
 		return err
 	}
-	if raw == nil {
-		raw = []byte{}
+	if major != 2 {
+		return &fx.UnmarshalTypeError{CBORType: "non-byte-string", GoType: "[]byte"}
 	}
-	*b = raw
+	if arg != uint64(len(data)-n) {
+		return fmt.Errorf("%w: byte string length", ErrInvalid)
+	}
+	*b = append(make([]byte, 0, arg), data[n:]...)
 	return nil
 }

@@ -30,7 +30,11 @@ func TestCanonicalEncoding(t *testing.T) {
 		if err != nil || hex.EncodeToString(b) != c.want {
 			t.Errorf("Marshal(%v) = %x, %v; want %s", c.v, b, err, c.want)
 		}
-		// Everything we encode is accepted by the strict checker.
+		// Everything we encode is accepted by the strict checker (boolean
+		// keys aside: CTAP never uses them, so requests may not either).
+		if _, isBool := c.v.(map[bool]int); isBool {
+			continue
+		}
 		if _, err := checkCanonical(b, 16); err != nil {
 			t.Errorf("checkCanonical(%s): %v", c.want, err)
 		}
@@ -59,7 +63,8 @@ func TestStrictDecoding(t *testing.T) {
 		"a1015a":                   ErrInvalid,
 		"a10160":                   ErrType,
 		"a1017f":                   ErrInvalid,
-		"a101e0":                   ErrType,
+		"a101e0":                   ErrInvalid, // unassigned simple value
+		"a1f600":                   ErrInvalid, // null key
 		"a101f8":                   ErrInvalid,
 		"a101f818":                 ErrInvalid,
 		"a1015b0000000000000001ff": ErrInvalid,
