@@ -11,13 +11,13 @@
 #   GOTEST_FLAGS    extra flags for `go test -race` (e.g. "-run Interop -v")
 #
 # As root it installs the Debian packages the interop tests need
-# (python3-fido2 fido2-tools libfido2-dev pkg-config gcc), running
+# (python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools), running
 # `apt-get update` only when something is missing.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc)
+PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools)
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -32,6 +32,7 @@ ensure_packages() {
 		/usr/bin/python3 -c 'import fido2' >/dev/null 2>&1 || missing+=(python3-fido2)
 		pkg-config --exists libfido2 2>/dev/null || missing+=(libfido2-dev)
 		command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+		command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 		if ((${#missing[@]})); then
 			echo "missing: ${missing[*]} (install the equivalents for your distribution)" >&2
 			if [[ -n "${CI:-}" ]]; then exit 1; fi
