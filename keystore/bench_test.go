@@ -32,7 +32,7 @@ func BenchmarkNextCounter(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		reserve uint32
-	}{{"reserve=256", DefaultCounterReserve}, {"in-reservation", math.MaxUint32}} {
+	}{{"reserve=default", DefaultCounterReserve}, {"in-reservation", math.MaxUint32}} {
 		b.Run(tc.name, func(b *testing.B) {
 			s := benchStore(b, Options{CounterReserve: tc.reserve})
 			c := newCred(b, s, "example.com", "alice", true)
