@@ -39,9 +39,16 @@ type CredentialStore interface {
 // applies fn to a copy and makes the result durable before returning; if fn or
 // the write fails nothing changes. Wipe erases every credential and resets the
 // state (authenticatorReset).
+//
+// SetPIN stores a PIN hash (LEFT(SHA-256(PIN), 16)) and applies fn in the same
+// write; VerifyPIN compares a hash with the stored PIN (an error wrapping
+// keystore.ErrPINLockout means the check could not be made). The engine never
+// reads the stored hash itself, so a store may keep it in hardware.
 type StateStore interface {
 	State() keystore.State
 	UpdateState(fn func(*keystore.State) error) error
+	SetPIN(hash [16]byte, fn func(*keystore.State) error) error
+	VerifyPIN(hash [16]byte) (bool, error)
 	Wipe() error
 }
 

@@ -142,11 +142,11 @@ func (a *Authenticator) setPIN(req *clientPINRequest) error {
 	if err != nil {
 		return err
 	}
-	err = a.cfg.State.UpdateState(func(st *keystore.State) error {
-		if st.PINSet {
-			return fail(ErrPINAuthInvalid, "setPIN: a PIN is already set")
-		}
-		st.PINSet, st.PINHash, st.PINCodePoints = true, hash, n
+	if a.cfg.State.State().PINSet {
+		return fail(ErrPINAuthInvalid, "setPIN: a PIN is already set")
+	}
+	err = a.cfg.State.SetPIN(hash, func(st *keystore.State) error {
+		st.PINCodePoints = n
 		st.PINRetries, st.PINFails = maxPINRetries, 0
 		return nil
 	})
@@ -161,7 +161,12 @@ func (a *Authenticator) setPIN(req *clientPINRequest) error {
 // token subcommands (CTAP 2.1 §6.5.5.5 steps "pinRetries ... ", "pinHashEnc").
 // The retry counter is decremented durably before the comparison, so a crash
 // or kill during verification costs the attacker a retry.
-func (a *Authenticator) verifyPIN(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte) error {
+func (a *Authenticator) verifyPIN(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte) (verified [16]byte, err error) {
+	err = a.verifyPINInto(p, s, pinHashEnc, &verified)
+	return verified, err
+}
+
+func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte, verified *[16]byte) error {
 	st := a.cfg.State.State()
 	if !st.PINSet {
 		return fail(ErrPINNotSet, "no PIN is set")
@@ -184,7 +189,22 @@ func (a *Authenticator) verifyPIN(p pinuv.Protocol, s *pinuv.SharedSecret, pinHa
 		return wrapStore("PIN retries", err)
 	}
 	var retries, fails int
-	if subtle.ConstantTimeCompare(got, st.PINHash[:]) == 1 {
+	var hash [16]byte
+	copy(hash[:], got)
+	ok, err := a.cfg.State.VerifyPIN(hash)
+	if errors.Is(err, keystore.ErrPINLockout) {
+		// Nothing was compared: give the retry back; the TPM's own
+		// lockout is what blocks the attempt.
+		if uerr := a.cfg.State.UpdateState(func(st *keystore.State) error { st.PINRetries++; return nil }); uerr != nil {
+			return wrapStore("PIN retries", uerr)
+		}
+		return fail(ErrPINAuthBlocked, "the TPM's dictionary-attack protection refuses PIN checks for now: %v", err)
+	}
+	if err != nil {
+		return wrapStore("verify PIN", err)
+	}
+	if ok {
+		*verified = hash
 		if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
 			st.PINRetries, st.PINFails, st.PINFailsBootID = maxPINRetries, 0, ""
 			return nil
@@ -243,18 +263,20 @@ func (a *Authenticator) changePIN(req *clientPINRequest) error {
 	if !p.Verify(s.HMACKey(), msg, req.PinUvAuthParam) {
 		return fail(ErrPINAuthInvalid, "changePIN: pinUvAuthParam does not verify")
 	}
-	if err := a.verifyPIN(p, &s, req.PinHashEnc); err != nil {
+	old, err := a.verifyPIN(p, &s, req.PinHashEnc)
+	if err != nil {
 		return err
 	}
 	hash, n, err := a.checkNewPIN(p, &s, req.NewPinEnc)
 	if err != nil {
 		return err
 	}
-	if st.ForcePINChange && subtle.ConstantTimeCompare(hash[:], st.PINHash[:]) == 1 {
+	// The old PIN was just verified, so no stored hash is needed to compare.
+	if st.ForcePINChange && subtle.ConstantTimeCompare(hash[:], old[:]) == 1 {
 		return fail(ErrPINPolicyViolation, "forcePINChange: the new PIN must differ from the old one")
 	}
-	if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
-		st.PINHash, st.PINCodePoints, st.ForcePINChange = hash, n, false
+	if err := a.cfg.State.SetPIN(hash, func(st *keystore.State) error {
+		st.PINCodePoints, st.ForcePINChange = n, false
 		return nil
 	}); err != nil {
 		return wrapStore("changePIN", err)
@@ -300,7 +322,7 @@ func (a *Authenticator) getPINToken(req *clientPINRequest, perms uint64, rpID *s
 	if err != nil {
 		return nil, err
 	}
-	if err := a.verifyPIN(p, &s, req.PinHashEnc); err != nil {
+	if _, err := a.verifyPIN(p, &s, req.PinHashEnc); err != nil {
 		return nil, err
 	}
 	if a.cfg.State.State().ForcePINChange {

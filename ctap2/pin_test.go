@@ -310,3 +310,22 @@ func TestCredentialManagement(t *testing.T) {
 		e.expect(ErrPINAuthInvalid, cmd, bad)
 	}
 }
+
+// lockedOut is a store whose PIN check is refused by the hardware.
+type lockedOut struct{ *keystore.Store }
+
+func (lockedOut) VerifyPIN([16]byte) (bool, error) { return false, keystore.ErrPINLockout }
+
+// TestPINHardwareLockout: when the TPM refuses PIN checks, the answer is
+// PIN_AUTH_BLOCKED and no retry is consumed.
+func TestPINHardwareLockout(t *testing.T) {
+	e := newEnv(t)
+	e.setPIN(2, "1234")
+	e.a.cfg.State = lockedOut{e.store}
+	if st, _, _ := e.token(2, "1234", permMC, "x"); st != ErrPINAuthBlocked {
+		t.Fatalf("token during lockout: %v", st)
+	}
+	if n, _ := retries(e); n != 8 {
+		t.Fatalf("retries %d after a lockout refusal, want 8", n)
+	}
+}

@@ -1,7 +1,6 @@
 package ctap2
 
 import (
-	"github.com/authd/authd/ctap2/pinuv"
 	"github.com/authd/authd/internal/cbor"
 	"github.com/authd/authd/internal/cose"
 )
@@ -174,4 +173,3 @@ type credMgmtResponse struct {
 	CredProtect                      *int            `cbor:"10,keyasint,omitempty"`
 }
 
-var _ = pinuv.PINHash
