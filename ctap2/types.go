@@ -172,4 +172,3 @@ type credMgmtResponse struct {
 	TotalCredentials                 *int            `cbor:"9,keyasint,omitempty"`
 	CredProtect                      *int            `cbor:"10,keyasint,omitempty"`
 }
-
