@@ -65,3 +65,12 @@ func (SoftwareKeys) Signer(alg int, blob []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("keystore: COSE algorithm %d: %w", alg, ErrUnsupportedAlgorithm)
 	}
 }
+
+// Backend implements KeyBackend: every SoftwareKeys key is "software".
+func (SoftwareKeys) Backend(int, []byte) string { return BackendSoftware }
+
+// Backend names used by Store.Backends.
+const (
+	BackendSoftware = "software"
+	BackendTPM      = "tpm"
+)

@@ -81,9 +81,22 @@ type statePublic struct {
 	UVRetries      int    `cbor:"7,keyasint"`
 }
 
+// stateSecret is the plaintext of stateRecord.Sealed. A software store keeps
+// the PIN hash (PINHash, 16 bytes); a store with a PINGuard keeps the guard
+// blob and the salt its authValue is derived with instead, and no hash
+// (PINHash empty).
 type stateSecret struct {
-	PINHash       []byte `cbor:"1,keyasint"`
+	PINHash       []byte `cbor:"1,keyasint,omitempty"`
 	PINCodePoints int    `cbor:"2,keyasint"`
+	PINGuard      []byte `cbor:"3,keyasint,omitempty"`
+	PINSalt       []byte `cbor:"4,keyasint,omitempty"`
+}
+
+// pinRecord is a PIN kept by a PINGuard: the guard blob and the salt of the
+// authValue derivation (see pinAuthValue). The zero value means none.
+type pinRecord struct {
+	guard []byte
+	salt  []byte
 }
 
 // defaultState is the state of a new or reset authenticator.
@@ -248,7 +261,9 @@ func openRecord(dek *[32]byte, r *record) (*Credential, error) {
 	}, nil
 }
 
-func encodeState(dek *[32]byte, st *State) ([]byte, error) {
+// encodeState encodes st, with pin's guard in place of the PIN hash when pin
+// holds one (the hash is then not stored at all).
+func encodeState(dek *[32]byte, st *State, pin pinRecord) ([]byte, error) {
 	pub := statePublic{
 		PINSet:         st.PINSet,
 		PINRetries:     st.PINRetries,
@@ -262,10 +277,16 @@ func encodeState(dek *[32]byte, st *State) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	sec := stateSecret{PINCodePoints: st.PINCodePoints}
 	var hash [16]byte
-	copy(hash[:], st.PINHash[:])
 	defer clear(hash[:])
-	pt, err := cbor.Marshal(&stateSecret{PINHash: hash[:], PINCodePoints: st.PINCodePoints})
+	if pin.guard != nil {
+		sec.PINGuard, sec.PINSalt = pin.guard, pin.salt
+	} else {
+		copy(hash[:], st.PINHash[:])
+		sec.PINHash = hash[:]
+	}
+	pt, err := cbor.Marshal(&sec)
 	if err != nil {
 		return nil, err
 	}
@@ -285,29 +306,42 @@ func stateAAD(pub *statePublic) ([]byte, error) {
 	return append([]byte(stateAD), b...), nil
 }
 
-func decodeState(dek *[32]byte, data []byte) (State, error) {
+func decodeState(dek *[32]byte, data []byte) (State, pinRecord, error) {
 	var r stateRecord
 	if err := cbor.UnmarshalRecord(data, &r); err != nil {
-		return State{}, err
+		return State{}, pinRecord{}, err
 	}
 	if r.Version != stateVersion {
-		return State{}, fmt.Errorf("unknown state format version %d", r.Version)
+		return State{}, pinRecord{}, fmt.Errorf("unknown state format version %d", r.Version)
 	}
 	ad, err := stateAAD(&r.Public)
 	if err != nil {
-		return State{}, err
+		return State{}, pinRecord{}, err
 	}
 	pt, err := open(dek, r.Sealed, ad)
 	if err != nil {
-		return State{}, err
+		return State{}, pinRecord{}, err
 	}
 	defer clear(pt)
 	var sec stateSecret
 	if err := cbor.UnmarshalRecord(pt, &sec); err != nil {
-		return State{}, fmt.Errorf("sealed part: %w", err)
+		return State{}, pinRecord{}, fmt.Errorf("sealed part: %w", err)
 	}
-	if len(sec.PINHash) != 16 {
-		return State{}, fmt.Errorf("PIN hash is %d bytes, want 16", len(sec.PINHash))
+	var pin pinRecord
+	switch {
+	case sec.PINGuard != nil:
+		if len(sec.PINHash) != 0 {
+			return State{}, pinRecord{}, errors.New("state holds both a PIN guard and a PIN hash")
+		}
+		if len(sec.PINSalt) != pinSaltSize {
+			return State{}, pinRecord{}, fmt.Errorf("PIN guard salt is %d bytes, want %d", len(sec.PINSalt), pinSaltSize)
+		}
+		if !r.Public.PINSet {
+			return State{}, pinRecord{}, errors.New("state holds a PIN guard but no PIN is set")
+		}
+		pin = pinRecord{guard: sec.PINGuard, salt: sec.PINSalt}
+	case len(sec.PINHash) != 16:
+		return State{}, pinRecord{}, fmt.Errorf("PIN hash is %d bytes, want 16", len(sec.PINHash))
 	}
 	st := State{
 		PINSet:         r.Public.PINSet,
@@ -321,5 +355,5 @@ func decodeState(dek *[32]byte, data []byte) (State, error) {
 	}
 	copy(st.PINHash[:], sec.PINHash)
 	clear(sec.PINHash)
-	return st, nil
+	return st, pin, nil
 }

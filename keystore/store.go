@@ -76,6 +76,10 @@ type Options struct {
 	// CounterReserve is how many signature counter values are reserved per
 	// persisted write (default DefaultCounterReserve). 1 persists every value.
 	CounterReserve uint32
+	// PINGuard, if set, keeps the PIN instead of a stored PIN hash (see
+	// SetPIN). A store opened with one moves a stored PIN hash into a new
+	// guard.
+	PINGuard PINGuard
 }
 
 // Store is authd's credential and state database. All methods are safe for
@@ -94,6 +98,7 @@ type Store struct {
 	max     int
 	reserve uint32
 	cache   *signerCache
+	guard   PINGuard // nil: the PIN hash is stored (sealed under the DEK)
 
 	// wipeHook, if set (tests only), runs before each step of Wipe's
 	// rebuild; an error it returns makes that step fail.
@@ -112,6 +117,8 @@ type Store struct {
 	byRP         map[string][]*entry // newest Created first, then by ID
 	discoverable int
 	state        State
+	pin          pinRecord // the PIN guard, when the PIN is kept by one
+	sealedDEK    []byte    // the data key as stored (sealed by the Sealer)
 }
 
 // entry is one credential in the in-memory index.
@@ -163,6 +170,7 @@ func Open(dir string, sealer Sealer, keys KeyMaker, opts Options) (*Store, error
 		max:     opts.MaxCredentials,
 		reserve: opts.CounterReserve,
 		cache:   newSignerCache(signerCacheSize),
+		guard:   opts.PINGuard,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -203,6 +211,11 @@ func Open(dir string, sealer Sealer, keys KeyMaker, opts Options) (*Store, error
 		return nil, err
 	}
 	if err := s.load(); err != nil {
+		s.db.Close()
+		clear(s.dek[:])
+		return nil, err
+	}
+	if err := s.migrate(); err != nil {
 		s.db.Close()
 		clear(s.dek[:])
 		return nil, err
@@ -406,7 +419,7 @@ func (s *Store) initialize(db *bolt.DB, path string) error {
 		return fmt.Errorf("keystore: seal data key: %w", err)
 	}
 	st := defaultState()
-	stData, err := encodeState(&dek, &st)
+	stData, err := encodeState(&dek, &st, pinRecord{})
 	if err != nil {
 		return fmt.Errorf("keystore: encode state: %w", err)
 	}
@@ -464,12 +477,13 @@ func (s *Store) loadTx(tx *bolt.Tx) error {
 	}
 	copy(s.dek[:], dek)
 	clear(dek)
+	s.sealedDEK = clone(sealedDEK)
 
 	stData := meta.Get(keyState)
 	if stData == nil {
 		return corruptf("%s: state record missing", s.path)
 	}
-	if s.state, err = decodeState(&s.dek, stData); err != nil {
+	if s.state, s.pin, err = decodeState(&s.dek, stData); err != nil {
 		return corruptf("%s: state record: %v", s.path, err)
 	}
 
@@ -1048,6 +1062,12 @@ func (s *Store) State() State {
 // changes and that error is returned as is. fn runs with the store's write
 // lock held: it must not call the Store's writing methods.
 func (s *Store) UpdateState(fn func(*State) error) error {
+	return s.updateState(fn, nil)
+}
+
+// updateState is UpdateState; a non-nil pin replaces the PIN guard in the
+// same write. While the PIN is kept by a guard, State.PINHash stays zero.
+func (s *Store) updateState(fn func(*State) error, pin *pinRecord) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.RLock()
@@ -1055,12 +1075,18 @@ func (s *Store) UpdateState(fn func(*State) error) error {
 		s.mu.RUnlock()
 		return errClosed("UpdateState")
 	}
-	st := s.state
+	st, newPIN := s.state, s.pin
 	s.mu.RUnlock()
+	if pin != nil {
+		newPIN = *pin
+	}
 	if err := fn(&st); err != nil {
 		return err
 	}
-	data, err := encodeState(&s.dek, &st)
+	if newPIN.guard != nil {
+		st.PINHash = [16]byte{}
+	}
+	data, err := encodeState(&s.dek, &st, newPIN)
 	if err != nil {
 		return fmt.Errorf("keystore: UpdateState: encode: %w", err)
 	}
@@ -1068,7 +1094,7 @@ func (s *Store) UpdateState(fn func(*State) error) error {
 		return fmt.Errorf("keystore: UpdateState: %w", err)
 	}
 	s.mu.Lock()
-	s.state = st
+	s.state, s.pin = st, newPIN
 	s.mu.Unlock()
 	return nil
 }
@@ -1132,6 +1158,7 @@ func (s *Store) Wipe() error {
 	s.db = db
 	s.dek = fresh.dek
 	s.byID, s.byRP, s.discoverable, s.state = fresh.byID, fresh.byRP, fresh.discoverable, fresh.state
+	s.pin, s.sealedDEK = fresh.pin, fresh.sealedDEK
 	s.mu.Unlock()
 	s.cache.clear()
 	if err := old.Close(); err != nil {
@@ -1195,7 +1222,7 @@ func (s *Store) buildFresh(path string) (db *bolt.DB, fresh *Store, err error) {
 	if err = fresh.viewDB(db, fresh.loadTx); err != nil {
 		return db, fresh, err
 	}
-	if len(fresh.byID) != 0 || fresh.state != defaultState() {
+	if len(fresh.byID) != 0 || fresh.state != defaultState() || fresh.pin.guard != nil {
 		return db, fresh, corruptf("%s: not empty after initialisation", path)
 	}
 	return db, fresh, nil
@@ -1268,6 +1295,7 @@ func (s *Store) Close() error {
 	}
 	clear(s.dek[:])
 	s.byID, s.byRP, s.discoverable, s.state = nil, nil, 0, State{}
+	s.pin = pinRecord{}
 	s.cache.clear()
 	return errors.Join(errs...)
 }

@@ -60,6 +60,21 @@ type KeyMaker interface {
 	Signer(alg int, blob []byte) (crypto.Signer, error)
 }
 
+// Resealer is an optional interface of a Sealer. NeedsReseal reports whether
+// a stored sealed data key should be sealed anew with Seal: for instance, it
+// was sealed by the software fallback and a TPM is now available. Open then
+// rotates the data key (see Store.migrate). NeedsReseal must not unseal.
+type Resealer interface {
+	NeedsReseal(sealed []byte) bool
+}
+
+// KeyBackend is an optional interface of a KeyMaker: Backend names where the
+// key of a blob lives ("tpm", "software", ...). Store.Backends counts
+// credentials by it; without it every key counts as "software".
+type KeyBackend interface {
+	Backend(alg int, blob []byte) string
+}
+
 // Sentinel errors.
 var (
 	ErrNotFound             = errors.New("keystore: not found")
