@@ -237,6 +237,13 @@ func TestResealRotatesDataKey(t *testing.T) {
 	if err := s.SetPIN(hash, nil); err != nil {
 		t.Fatal(err)
 	}
+	lb := append([]byte{0x81, 0x01}, bytes.Repeat([]byte{0x42}, 16)...)
+	if err := s.SetLargeBlobArray(lb); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateSettings(func(st *Settings) error { st.AlwaysUV = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	oldDEK := s.dek
 	s.Close()
 
@@ -273,6 +280,12 @@ func TestResealRotatesDataKey(t *testing.T) {
 	}
 	if ok, err := s2.VerifyPIN(hash); !ok || err != nil {
 		t.Fatalf("PIN after re-seal: %v %v", ok, err)
+	}
+	if got, err := s2.LargeBlobArray(); err != nil || !bytes.Equal(got, lb) {
+		t.Fatalf("large-blob array after re-seal: %x, %v", got, err)
+	}
+	if st, err := s2.Settings(); err != nil || !st.AlwaysUV {
+		t.Fatalf("settings after re-seal: %+v, %v", st, err)
 	}
 	s2.Close()
 
@@ -332,5 +345,28 @@ func TestBackends(t *testing.T) {
 	mustPut(t, s2, c)
 	if got := s2.Backends(); got[BackendTPM] != 2 || got[BackendSoftware] != 1 {
 		t.Fatalf("Backends = %v", got)
+	}
+}
+
+// TestResealUnknownMetaKey: a meta value rekey does not know (it might be
+// sealed under the old data key) makes the re-seal fail without changes.
+func TestResealUnknownMetaKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, Options{})
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("future"), []byte{1}) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	newSealer, err := OpenSoftwareSealer(privateDir(t) + "/new.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fileHash(t, e.dbPath())
+	_, err = Open(e.dir, &resealer{old: e.sealer, new: newSealer}, SoftwareKeys{}, Options{})
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("future")) {
+		t.Fatalf("Open = %v, want an error naming the unknown key", err)
+	}
+	if fileHash(t, e.dbPath()) != before {
+		t.Fatal("a failed re-seal changed the database")
 	}
 }

@@ -81,6 +81,9 @@ func (s *Store) rekey() error {
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
+		if err := s.rekeyMeta(meta, &dek); err != nil {
+			return err
+		}
 		if err := meta.Put(keyDEK, sealed); err != nil {
 			return err
 		}
@@ -105,6 +108,43 @@ func (s *Store) rekey() error {
 	}
 	s.mu.Unlock()
 	s.log.Info("keystore: data key rotated and sealed by the new sealer", "path", s.path, "credentials", len(entries))
+	return nil
+}
+
+// rekeyMeta re-encrypts under dek the meta values sealed under the current
+// data key, other than the state record (re-encoded by rekey). Every meta key
+// must be known here: an unknown one fails the transaction (and so Open),
+// rather than leaving a value that no key can open.
+func (s *Store) rekeyMeta(meta *bolt.Bucket, dek *[32]byte) error {
+	var reseal [][2][]byte
+	err := meta.ForEach(func(k, v []byte) error {
+		switch string(k) {
+		case string(keyMagic), string(keyFormat), string(keyDEK), string(keyState), string(keySettings):
+			return nil // clear, or handled by rekey
+		case string(keyLargeBlob):
+			pt, err := open(&s.dek, v, largeBlobAD)
+			if err != nil {
+				return corruptf("%s: large-blob array: %v", s.path, err)
+			}
+			ct, err := seal(dek, pt, largeBlobAD)
+			clear(pt)
+			if err != nil {
+				return err
+			}
+			reseal = append(reseal, [2][]byte{clone(k), ct})
+			return nil
+		default:
+			return fmt.Errorf("keystore: re-seal the data key: meta key %q is unknown to rekey", k)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, kv := range reseal {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
