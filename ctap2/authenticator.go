@@ -50,6 +50,11 @@ type StateStore interface {
 	SetPIN(hash [16]byte, fn func(*keystore.State) error) error
 	VerifyPIN(hash [16]byte) (bool, error)
 	Wipe() error
+	// Settings and the large-blob array (authenticatorConfig, authenticatorLargeBlobs).
+	Settings() (keystore.Settings, error)
+	UpdateSettings(fn func(*keystore.Settings) error) error
+	LargeBlobArray() ([]byte, error)
+	SetLargeBlobArray(array []byte) error
 }
 
 // Presence confirms that the user is present and consents to op
@@ -100,6 +105,8 @@ type Authenticator struct {
 	token    tokenState
 	next     *assertionState
 	credMgmt *credMgmtState
+	// largeBlobWrite is an authenticatorLargeBlobs write in progress.
+	largeBlobWrite *largeBlobWrite
 }
 
 // Timing constants (CTAP 2.1 §6.2.2, §6.5.2.1, §6.6).
@@ -180,6 +187,7 @@ var commandNames = map[byte]string{
 	cmdMakeCredential: "makeCredential", cmdGetAssertion: "getAssertion", cmdGetInfo: "getInfo",
 	cmdClientPIN: "clientPIN", cmdReset: "reset", cmdGetNextAssertion: "getNextAssertion",
 	cmdCredentialManagement: "credentialManagement", cmdSelection: "selection",
+	cmdLargeBlobs: "largeBlobs", cmdConfig: "config",
 	cmdCredMgmtPreview: "credentialManagement(preview)",
 }
 
@@ -246,7 +254,10 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 	a.mu.Lock()
 	// Stateful sequences end when any other command arrives (CTAP 2.1 §6.2.2, §6.8).
 	if cmd != cmdGetNextAssertion {
-		a.next = nil
+		a.dropNextLocked()
+	}
+	if cmd != cmdLargeBlobs {
+		a.largeBlobWrite = nil
 	}
 	if cmd != cmdCredentialManagement && cmd != cmdCredMgmtPreview {
 		a.credMgmt = nil
@@ -257,7 +268,7 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 		if len(params) != 0 {
 			return nil, fail(ErrInvalidLength, "getInfo takes no parameters")
 		}
-		return a.getInfo(), nil
+		return a.getInfo()
 	case cmdMakeCredential:
 		var req makeCredentialRequest
 		if err := decode(params, &req); err != nil {
@@ -297,6 +308,18 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 			return nil, err
 		}
 		return a.credentialManagement(&req)
+	case cmdLargeBlobs:
+		var req largeBlobsRequest
+		if err := decode(params, &req); err != nil {
+			return nil, err
+		}
+		return a.largeBlobs(&req)
+	case cmdConfig:
+		var req configRequest
+		if err := decode(params, &req); err != nil {
+			return nil, err
+		}
+		return a.config(&req)
 	}
 	return nil, fail(ErrInvalidCommand, "unknown command")
 }

@@ -302,7 +302,7 @@ func (a *Authenticator) getPINToken(req *clientPINRequest, perms uint64, rpID *s
 	if perms == 0 {
 		return nil, fail(ErrInvalidParameter, "permissions must not be 0")
 	}
-	if perms&(permBE|permLBW|permACFG|permPCMR) != 0 {
+	if perms&(permBE|permPCMR) != 0 {
 		return nil, fail(ErrUnauthorizedPermission, "permissions 0x%02x include features this authenticator does not offer", perms)
 	}
 	perms &= permSupported

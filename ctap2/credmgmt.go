@@ -235,5 +235,6 @@ func credResponse(c *keystore.Credential) *credMgmtResponse {
 		cp = 1 // userVerificationOptional is the default policy
 	}
 	resp.CredProtect = &cp
+	resp.LargeBlobKey = c.Secrets[secretLargeBlobKey]
 	return resp
 }

@@ -289,6 +289,9 @@ func (g *getAssertionResponse) appendCBOR(dst []byte) []byte {
 	if g.UserSelected {
 		n++
 	}
+	if g.LargeBlobKey != nil {
+		n++
+	}
 	dst = cbor.AppendHead(dst, 5, n)
 	dst = append(dst, 0x01, 0xa2)
 	dst = cbor.AppendText(dst, "id")
@@ -319,6 +322,9 @@ func (g *getAssertionResponse) appendCBOR(dst []byte) []byte {
 	}
 	if g.UserSelected {
 		dst = append(dst, 0x06, 0xf5)
+	}
+	if g.LargeBlobKey != nil {
+		dst = cbor.AppendBytes(append(dst, 0x07), g.LargeBlobKey)
 	}
 	return dst
 }

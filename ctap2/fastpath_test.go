@@ -18,7 +18,7 @@ func TestGetAssertionResponseEncoding(t *testing.T) {
 		{Credential: outDescriptor{ID: make([]byte, 32), Type: "public-key"}, AuthData: make([]byte, 200), Signature: make([]byte, 72),
 			User: &assertionUser{ID: make([]byte, 64), Name: "alice@example.com", DisplayName: "Alice Ä"}, NumberOfCredentials: 2},
 		{Credential: outDescriptor{ID: make([]byte, 32), Type: "public-key"}, AuthData: make([]byte, 37), Signature: make([]byte, 72),
-			User: &assertionUser{ID: []byte{1}, DisplayName: "only display"}},
+			User: &assertionUser{ID: []byte{1}, DisplayName: "only display"}, LargeBlobKey: make([]byte, 32)},
 	} {
 		want, err := cbor.Marshal(g)
 		if err != nil {

@@ -20,6 +20,15 @@ type assertionState struct {
 	flags byte
 	uv    bool
 	at    time.Time
+	ext   *gaExtensions // the same extension inputs apply to every credential
+}
+
+// dropNextLocked forgets a getNextAssertion sequence and its secrets.
+func (a *Authenticator) dropNextLocked() {
+	if a.next != nil && a.next.ext != nil {
+		a.next.ext.hmac.clear()
+	}
+	a.next = nil
 }
 
 func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionRequest, keepalive func(byte)) (any, error) {
@@ -58,13 +67,30 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 			}
 		}
 	}
-	// Step 6: user verification.
+	settings, err := a.cfg.State.Settings()
+	if err != nil {
+		return nil, wrapStore("settings", err)
+	}
+	ext, err := a.parseGAExtensions(req.Extensions, up)
+	if err != nil {
+		return nil, err
+	}
+	keep := false // the extension secrets outlive this call only for getNextAssertion
+	defer func() {
+		if !keep {
+			ext.hmac.clear()
+		}
+	}()
+	// Steps 5-6: user verification (required for every assertion with up
+	// under alwaysUv).
 	uv := false
 	if req.PinUvAuthParam != nil {
 		if err := a.checkPinUvAuthParam(p, req.ClientDataHash, req.PinUvAuthParam, permGA, rpID); err != nil {
 			return nil, err
 		}
 		uv = true
+	} else if settings.AlwaysUV && up {
+		return nil, fail(ErrPUATRequired, "alwaysUv: assertions need user verification")
 	}
 	// Step 7: locate credentials: those in the allowList bound to rpID, else
 	// the RP's discoverable ones. Unknown and foreign IDs are simply not found.
@@ -113,17 +139,19 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 		flags |= flagUV
 	}
 	discovered := len(req.AllowList) == 0
-	resp, err := a.assert(creds[0], rpID, req.ClientDataHash, flags, uv && len(creds) > 1)
+	resp, err := a.assert(creds[0], rpID, req.ClientDataHash, flags, uv && len(creds) > 1, ext)
 	if err != nil {
 		return nil, err
 	}
 	if discovered && len(creds) > 1 {
 		resp.NumberOfCredentials = len(creds)
 		a.mu.Lock()
+		a.dropNextLocked()
 		a.next = &assertionState{
 			rpID: rpID, cdh: append([]byte(nil), req.ClientDataHash...), creds: creds,
-			next: 1, flags: flags, uv: uv, at: a.cfg.Now(),
+			next: 1, flags: flags, uv: uv, at: a.cfg.Now(), ext: ext,
 		}
+		keep = true
 		a.mu.Unlock()
 	}
 	return resp, nil
@@ -131,12 +159,19 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 
 // assert signs one assertion: a fresh counter, authData and signature.
 // identifying controls whether name and displayName accompany the user ID.
-func (a *Authenticator) assert(c *keystore.Credential, rpID string, cdh []byte, flags byte, identifying bool) (*getAssertionResponse, error) {
+func (a *Authenticator) assert(c *keystore.Credential, rpID string, cdh []byte, flags byte, identifying bool, ext *gaExtensions) (*getAssertionResponse, error) {
+	outs, err := ext.outputs(c, flags&flagUV != 0)
+	if err != nil {
+		return nil, err
+	}
 	counter, err := a.cfg.Store.NextCounter(c.ID)
 	if err != nil {
 		return nil, wrapStore("signature counter", err)
 	}
-	ad := authData(rpID, flags, counter, nil)
+	ad, err := withExtensions(authData(rpID, flags, counter, nil), outs)
+	if err != nil {
+		return nil, err
+	}
 	signer, err := a.cfg.Store.Signer(c)
 	if err != nil {
 		return nil, fmt.Errorf("ctap2: signer: %w", err)
@@ -149,6 +184,9 @@ func (a *Authenticator) assert(c *keystore.Credential, rpID string, cdh []byte, 
 		Credential: outDescriptor{ID: c.ID, Type: "public-key"},
 		AuthData:   ad,
 		Signature:  sig,
+	}
+	if ext != nil && ext.largeBlobKey {
+		resp.LargeBlobKey = c.Secrets[secretLargeBlobKey]
 	}
 	if c.Discoverable {
 		resp.User = &assertionUser{ID: c.UserID}
@@ -167,12 +205,12 @@ func (a *Authenticator) getNextAssertion() (any, error) {
 		return nil, fail(ErrNotAllowed, "no getAssertion to continue")
 	}
 	if a.cfg.Now().Sub(st.at) > nextAssertionWindow {
-		a.next = nil
+		a.dropNextLocked()
 		a.mu.Unlock()
 		return nil, fail(ErrNotAllowed, "getNextAssertion window of 30 s expired")
 	}
 	if st.next >= len(st.creds) {
-		a.next = nil
+		a.dropNextLocked()
 		a.mu.Unlock()
 		return nil, fail(ErrNotAllowed, "no more credentials")
 	}
@@ -180,5 +218,5 @@ func (a *Authenticator) getNextAssertion() (any, error) {
 	st.next++
 	st.at = a.cfg.Now()
 	a.mu.Unlock()
-	return a.assert(c, st.rpID, st.cdh, st.flags, st.uv)
+	return a.assert(c, st.rpID, st.cdh, st.flags, st.uv, st.ext)
 }

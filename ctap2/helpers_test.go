@@ -209,7 +209,9 @@ func parseMC(t testing.TB, m map[int]any, rpID string) made {
 	}
 	n := int(binary.BigEndian.Uint16(ad[53:55]))
 	id := ad[55 : 55+n]
-	pub, alg, err := cose.ParsePublicKey(ad[55+n:])
+	coseKey := ad[55+n:]
+	coseKey = coseKey[:coseLen(t, coseKey)] // extension outputs may follow
+	pub, alg, err := cose.ParsePublicKey(coseKey)
 	if err != nil {
 		t.Fatalf("credential public key: %v", err)
 	}
@@ -218,10 +220,10 @@ func parseMC(t testing.TB, m map[int]any, rpID string) made {
 		if stmt["alg"] != int64(alg) {
 			t.Fatalf("attStmt alg %v, key alg %d", stmt["alg"], alg)
 		}
-		verifySig(t, made{pub: pub, cose: ad[55+n:]}, ad, cdh, stmt["sig"].([]byte))
+		verifySig(t, made{pub: pub, cose: coseKey}, ad, cdh, stmt["sig"].([]byte))
 	}
 	rpVerifyAttestation(t, rpID, m)
-	return made{id: append([]byte(nil), id...), pub: pub, alg: alg, authDat: ad, cose: append([]byte(nil), ad[55+n:]...)}
+	return made{id: append([]byte(nil), id...), pub: pub, alg: alg, authDat: ad, cose: append([]byte(nil), coseKey...)}
 }
 
 // verifySig checks a signature over authData ‖ clientDataHash with crypto/*

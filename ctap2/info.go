@@ -4,19 +4,25 @@ import (
 	"context"
 )
 
-// getInfo describes exactly what works (CTAP 2.1 §6.4). Versions: FIDO_2_0 and
-// FIDO_2_1_PRE (credentialMgmtPreview); FIDO_2_1 also requires extensions
-// (hmac-secret, credProtect) that this engine does not offer yet.
-func (a *Authenticator) getInfo() *getInfoResponse {
+// getInfo describes exactly what works (CTAP 2.1 §6.4). FIDO_2_1 is claimed
+// because every feature CTAP 2.1 makes mandatory for it is implemented:
+// hmac-secret, credProtect, credential management with rk, pinUvAuthToken and
+// PIN/UV auth protocol 2; FIDO_2_1_PRE because the 0x41 prototype works too.
+func (a *Authenticator) getInfo() (*getInfoResponse, error) {
 	st := a.cfg.State.State()
+	settings, err := a.cfg.State.Settings()
+	if err != nil {
+		return nil, wrapStore("settings", err)
+	}
 	force := st.ForcePINChange
 	remaining := a.cfg.Store.MaxDiscoverable() - a.cfg.Store.DiscoverableCount()
 	if remaining < 0 {
 		remaining = 0
 	}
 	return &getInfoResponse{
-		Versions: []string{"FIDO_2_0", "FIDO_2_1_PRE"},
-		AAGUID:   AAGUID[:],
+		Versions:   []string{"FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"},
+		Extensions: supportedExtensions,
+		AAGUID:     AAGUID[:],
 		Options: map[string]bool{
 			"plat":                  true,
 			"rk":                    true,
@@ -25,23 +31,29 @@ func (a *Authenticator) getInfo() *getInfoResponse {
 			"pinUvAuthToken":        true,
 			"credMgmt":              true,
 			"credentialMgmtPreview": true,
-			"makeCredUvNotRqd":      true,
+			"largeBlobs":            true,
+			"authnrCfg":             true,
+			"setMinPINLength":       true,
+			"alwaysUv":              settings.AlwaysUV,
+			// Without a PIN token, non-discoverable credentials may still be
+			// made (second-factor use) unless alwaysUv is on.
+			"makeCredUvNotRqd": !settings.AlwaysUV,
 		},
-		MaxMsgSize:               maxMsgSize,
-		PinUvAuthProtocols:       supportedProtocols,
-		MaxCredentialCountInList: maxCredsInList,
-		MaxCredentialIDLength:    maxCredIDLength,
-		Transports:               []string{"internal"},
-		Algorithms: []algorithm{
-			{Alg: -7, Type: "public-key"},
-			{Alg: -8, Type: "public-key"},
-		},
-		ForcePINChange:        &force,
-		MinPINLength:          st.MinPINLength,
-		FirmwareVersion:       a.cfg.FirmwareVersion,
-		RemainingDiscoverable: &remaining,
-		AttestationFormats:    attestationFormats,
-	}
+		MaxMsgSize:                  maxMsgSize,
+		PinUvAuthProtocols:          supportedProtocols,
+		MaxCredentialCountInList:    maxCredsInList,
+		MaxCredentialIDLength:       maxCredIDLength,
+		Transports:                  []string{"internal"},
+		Algorithms:                  []algorithm{{Alg: -7, Type: "public-key"}, {Alg: -8, Type: "public-key"}},
+		MaxSerializedLargeBlobArray: maxLargeBlobArray,
+		ForcePINChange:              &force,
+		MinPINLength:                st.MinPINLength,
+		FirmwareVersion:             a.cfg.FirmwareVersion,
+		MaxCredBlobLength:           maxCredBlobLength,
+		MaxRPIDsForSetMinPINLength:  maxRPIDsForSetMinPINLength,
+		RemainingDiscoverable:       &remaining,
+		AttestationFormats:          attestationFormats,
+	}, nil
 }
 
 // reset implements authenticatorReset (CTAP 2.1 §6.6): only within 10 s of
@@ -59,7 +71,8 @@ func (a *Authenticator) reset(ctx context.Context, keepalive func(byte)) error {
 	}
 	a.mu.Lock()
 	a.resetTokenLocked()
-	a.next, a.credMgmt = nil, nil
+	a.dropNextLocked()
+	a.credMgmt, a.largeBlobWrite = nil, nil
 	err := a.ka.Regenerate()
 	a.mu.Unlock()
 	if err != nil {

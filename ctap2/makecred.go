@@ -118,6 +118,18 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 	if req.EnterpriseAttest != nil {
 		return nil, fail(ErrInvalidParameter, "enterprise attestation is not supported")
 	}
+	settings, err := a.cfg.State.Settings()
+	if err != nil {
+		return nil, wrapStore("settings", err)
+	}
+	// Extension inputs are checked before anyone is asked anything.
+	ext, err := a.parseMCExtensions(req.Extensions, rk)
+	if err != nil {
+		return nil, err
+	}
+	if ext.hmacMC != nil {
+		defer ext.hmacMC.clear()
+	}
 	// Steps 6-11: user verification. With a PIN set, only non-discoverable
 	// credentials may be made without it (makeCredUvNotRqd).
 	st := a.cfg.State.State()
@@ -127,6 +139,8 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 			return nil, err
 		}
 		uv = true
+	} else if settings.AlwaysUV {
+		return nil, fail(ErrPUATRequired, "alwaysUv: every credential needs user verification")
 	} else if st.PINSet && rk {
 		return nil, fail(ErrPUATRequired, "a PIN is set: discoverable credentials need a pinUvAuthToken")
 	}
@@ -159,8 +173,6 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 	a.mu.Lock()
 	a.afterUPLocked()
 	a.mu.Unlock()
-	// Step 15: this engine supports no extensions; unknown ones are ignored.
-
 	// Steps 16-18: key pair and credential.
 	blob, pub, err := a.cfg.Store.NewKey(alg)
 	if err != nil {
@@ -181,6 +193,14 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 		Alg: alg, PublicKey: coseKey, KeyBlob: blob,
 		Created: now, LastUsed: now, Discoverable: rk,
 	}
+	// Step 15: extensions.
+	if err := ext.apply(a, cred); err != nil {
+		return nil, err
+	}
+	outs, err := ext.outputs(a, cred, rpID, uv)
+	if err != nil {
+		return nil, err
+	}
 	if err := a.cfg.Store.Put(cred); err != nil {
 		if errors.Is(err, keystore.ErrFull) {
 			return nil, fail(ErrKeyStoreFull, "no room for another discoverable credential")
@@ -191,10 +211,13 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 	if uv {
 		flags |= flagUV
 	}
-	ad := authData(rpID, flags, 0, attestedCredentialData(AAGUID, id, coseKey))
+	ad, err := withExtensions(authData(rpID, flags, 0, attestedCredentialData(AAGUID, id, coseKey)), outs)
+	if err != nil {
+		return nil, err
+	}
 	// Step 19: attestation.
 	format := chooseFormat(req.AttFormatsPref)
-	resp := &makeCredentialResponse{Fmt: format, AuthData: ad}
+	resp := &makeCredentialResponse{Fmt: format, AuthData: ad, LargeBlobKey: cred.Secrets[secretLargeBlobKey]}
 	if format == "none" {
 		resp.AttStmt = cbor.RawMessage{0xa0}
 	} else {

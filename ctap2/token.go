@@ -16,9 +16,9 @@ const (
 	permLBW  = 0x10
 	permACFG = 0x20
 	permPCMR = 0x40
-	// permSupported are the permissions this authenticator can grant; be, lbw,
-	// acfg and pcmr need features it does not advertise (→ UNAUTHORIZED_PERMISSION).
-	permSupported = permMC | permGA | permCM
+	// permSupported are the permissions this authenticator can grant; be and
+	// pcmr need features it does not advertise (→ UNAUTHORIZED_PERMISSION).
+	permSupported = permMC | permGA | permCM | permLBW | permACFG
 )
 
 // Token lifetime (CTAP 2.1 §6.5.2.1): it must be used within the initial usage

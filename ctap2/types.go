@@ -15,6 +15,8 @@ const (
 	cmdGetNextAssertion     = 0x08
 	cmdCredentialManagement = 0x0A
 	cmdSelection            = 0x0B
+	cmdLargeBlobs           = 0x0C
+	cmdConfig               = 0x0D
 	cmdCredMgmtPreview      = 0x41
 )
 
@@ -66,9 +68,10 @@ type makeCredentialRequest struct {
 }
 
 type makeCredentialResponse struct {
-	Fmt      string          `cbor:"1,keyasint"`
-	AuthData []byte          `cbor:"2,keyasint"`
-	AttStmt  cbor.RawMessage `cbor:"3,keyasint"`
+	Fmt          string          `cbor:"1,keyasint"`
+	AuthData     []byte          `cbor:"2,keyasint"`
+	AttStmt      cbor.RawMessage `cbor:"3,keyasint"`
+	LargeBlobKey []byte          `cbor:"5,keyasint,omitempty"`
 }
 
 // getAssertionRequest: CTAP 2.1 §6.2 parameters.
@@ -95,6 +98,7 @@ type getAssertionResponse struct {
 	User                *assertionUser `cbor:"4,keyasint,omitempty"`
 	NumberOfCredentials int            `cbor:"5,keyasint,omitempty"`
 	UserSelected        bool           `cbor:"6,keyasint,omitempty"`
+	LargeBlobKey        []byte         `cbor:"7,keyasint,omitempty"`
 }
 
 type algorithm struct {
@@ -104,21 +108,24 @@ type algorithm struct {
 
 // getInfoResponse: CTAP 2.1 §6.4. Only members that describe working features are filled.
 type getInfoResponse struct {
-	Versions                 []string        `cbor:"1,keyasint"`
-	Extensions               []string        `cbor:"2,keyasint,omitempty"`
-	AAGUID                   []byte          `cbor:"3,keyasint"`
-	Options                  map[string]bool `cbor:"4,keyasint,omitempty"`
-	MaxMsgSize               int             `cbor:"5,keyasint,omitempty"`
-	PinUvAuthProtocols       []int           `cbor:"6,keyasint,omitempty"`
-	MaxCredentialCountInList int             `cbor:"7,keyasint,omitempty"`
-	MaxCredentialIDLength    int             `cbor:"8,keyasint,omitempty"`
-	Transports               []string        `cbor:"9,keyasint,omitempty"`
-	Algorithms               []algorithm     `cbor:"10,keyasint,omitempty"`
-	ForcePINChange           *bool           `cbor:"12,keyasint,omitempty"`
-	MinPINLength             int             `cbor:"13,keyasint,omitempty"`
-	FirmwareVersion          int             `cbor:"14,keyasint,omitempty"`
-	RemainingDiscoverable    *int            `cbor:"20,keyasint,omitempty"`
-	AttestationFormats       []string        `cbor:"22,keyasint,omitempty"`
+	Versions                    []string        `cbor:"1,keyasint"`
+	Extensions                  []string        `cbor:"2,keyasint,omitempty"`
+	AAGUID                      []byte          `cbor:"3,keyasint"`
+	Options                     map[string]bool `cbor:"4,keyasint,omitempty"`
+	MaxMsgSize                  int             `cbor:"5,keyasint,omitempty"`
+	PinUvAuthProtocols          []int           `cbor:"6,keyasint,omitempty"`
+	MaxCredentialCountInList    int             `cbor:"7,keyasint,omitempty"`
+	MaxCredentialIDLength       int             `cbor:"8,keyasint,omitempty"`
+	Transports                  []string        `cbor:"9,keyasint,omitempty"`
+	Algorithms                  []algorithm     `cbor:"10,keyasint,omitempty"`
+	MaxSerializedLargeBlobArray int             `cbor:"11,keyasint,omitempty"`
+	ForcePINChange              *bool           `cbor:"12,keyasint,omitempty"`
+	MinPINLength                int             `cbor:"13,keyasint,omitempty"`
+	FirmwareVersion             int             `cbor:"14,keyasint,omitempty"`
+	MaxCredBlobLength           int             `cbor:"15,keyasint,omitempty"`
+	MaxRPIDsForSetMinPINLength  int             `cbor:"16,keyasint,omitempty"`
+	RemainingDiscoverable       *int            `cbor:"20,keyasint,omitempty"`
+	AttestationFormats          []string        `cbor:"22,keyasint,omitempty"`
 }
 
 // clientPINRequest: CTAP 2.1 §6.5.5.
@@ -171,4 +178,5 @@ type credMgmtResponse struct {
 	PublicKey                        cbor.RawMessage `cbor:"8,keyasint,omitempty"`
 	TotalCredentials                 *int            `cbor:"9,keyasint,omitempty"`
 	CredProtect                      *int            `cbor:"10,keyasint,omitempty"`
+	LargeBlobKey                     []byte          `cbor:"11,keyasint,omitempty"`
 }

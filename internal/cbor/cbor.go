@@ -70,16 +70,16 @@ var ErrType = errors.New("cbor: unexpected type")
 // ErrInvalid (syntax, duplicate keys, depth, trailing bytes, non-canonical
 // encoding) or ErrType (a known field has the wrong type).
 func Unmarshal(data []byte, v any) error {
-	return unmarshal(dec, data, v, true)
+	return unmarshal(dec, data, v, true, true)
 }
 
 // UnmarshalRecord decodes authd's own stored records (deeper nesting allowed,
 // canonical form still required).
 func UnmarshalRecord(data []byte, v any) error {
-	return unmarshal(lax, data, v, true)
+	return unmarshal(lax, data, v, true, false)
 }
 
-func unmarshal(dm fx.DecMode, data []byte, v any, canonical bool) error {
+func unmarshal(dm fx.DecMode, data []byte, v any, canonical, params bool) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrInvalid)
 	}
@@ -94,7 +94,7 @@ func unmarshal(dm fx.DecMode, data []byte, v any, canonical bool) error {
 		}
 		// fxamacker matches a text key "1" to a keyasint field 1. In a CTAP
 		// parameter map a text key is simply unknown, so drop such keys.
-		if textKeys {
+		if textKeys && params {
 			var m map[any]any
 			if err := dm.Unmarshal(data, &m); err != nil {
 				return fmt.Errorf("%w: %v", ErrInvalid, err)
