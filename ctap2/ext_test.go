@@ -149,7 +149,11 @@ func TestHMACSecret(t *testing.T) {
 		noUP := ga(pl.hmacInput(v, salt1))
 		noUP[5] = map[string]bool{"up": false}
 		e.expect(ErrUnsupportedOption, cmdGetAssertion, noUP)
-		e.expect(ErrCBORUnexpectedType, cmdMakeCredential, func() map[int]any { m := mcParams("x.com", []byte{1}, false); m[6] = map[string]any{"hmac-secret": 1}; return m }())
+		e.expect(ErrCBORUnexpectedType, cmdMakeCredential, func() map[int]any {
+			m := mcParams("x.com", []byte{1}, false)
+			m[6] = map[string]any{"hmac-secret": 1}
+			return m
+		}())
 		e.expect(ErrInvalidParameter, cmdMakeCredential, func() map[int]any {
 			m := mcParams("x.com", []byte{1}, false)
 			m[6] = map[string]any{"hmac-secret-mc": e.platform(v).hmacInput(v, salt1)}
