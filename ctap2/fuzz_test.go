@@ -100,3 +100,53 @@ func FuzzServeCTAP(f *testing.F) {
 		checkResponse(t, e.a.ServeCTAP(context.Background(), msg, nil))
 	})
 }
+
+func FuzzLargeBlobs(f *testing.F) {
+	fuzzCommand(f, cmdLargeBlobs,
+		map[int]any{1: 100, 3: 0},
+		map[int]any{2: []byte{0x80, 0x76, 0xbe, 0x8b, 0x52, 0x8d, 0x00, 0x75, 0xf7, 0xaa, 0xe9, 0x8d, 0x6f, 0xa5, 0x7a, 0x6d, 0x3c}, 3: 0, 4: 17},
+		map[int]any{2: []byte{1, 2, 3}, 3: 0, 4: 40, 5: make([]byte, 32), 6: 2},
+		map[int]any{2: []byte{1}, 3: 5})
+}
+
+func FuzzConfig(f *testing.F) {
+	fuzzCommand(f, cmdConfig,
+		map[int]any{1: 2},
+		map[int]any{1: 3, 2: map[int]any{1: 6, 2: []string{"example.com"}, 3: true}},
+		map[int]any{1: 3, 2: map[int]any{1: 8}, 3: 2, 4: make([]byte, 32)},
+		map[int]any{1: 1},
+		map[int]any{1: 0xff, 2: map[int]any{1: 1}})
+}
+
+// FuzzExtensions feeds arbitrary extension inputs to makeCredential and
+// getAssertion's decoders (hmac-secret, hmac-secret-mc, credProtect,
+// credBlob, largeBlobKey, minPinLength).
+func FuzzExtensions(f *testing.F) {
+	key := map[int]any{1: 2, 3: -25, -1: 1, -2: make([]byte, 32), -3: make([]byte, 32)}
+	for _, s := range []any{
+		map[string]any{"hmac-secret": true, "credProtect": 2, "credBlob": []byte("blob"), "largeBlobKey": true, "minPinLength": true},
+		map[string]any{"hmac-secret": map[int]any{1: key, 2: make([]byte, 32), 3: make([]byte, 16)}},
+		map[string]any{"hmac-secret": true, "hmac-secret-mc": map[int]any{1: key, 2: make([]byte, 48), 3: make([]byte, 32), 4: 2}},
+		map[string]any{"credBlob": true, "largeBlobKey": false},
+	} {
+		f.Add(mustCBOR(f, s))
+	}
+	e := fuzzEnv(f)
+	f.Fuzz(func(t *testing.T, exts []byte) {
+		e.t = t
+		var raw map[string]cbor.RawMessage
+		if cbor.Unmarshal(exts, &raw) != nil {
+			return
+		}
+		mc := mcParams("example.com", []byte{1}, true)
+		mc[6] = raw
+		ga := map[int]any{1: "example.com", 2: cdh, 4: raw}
+		for cmd, m := range map[byte]map[int]any{cmdMakeCredential: mc, cmdGetAssertion: ga} {
+			b, err := cbor.Marshal(m)
+			if err != nil {
+				return
+			}
+			checkResponse(t, e.a.ServeCTAP(context.Background(), append([]byte{cmd}, b...), nil))
+		}
+	})
+}
