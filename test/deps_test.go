@@ -30,8 +30,10 @@ func TestImportRules(t *testing.T) {
 		{"ctap2", []string{"net", "net/http", "os/exec", "github.com/godbus/", "github.com/google/go-tpm", mod + "ctaphid", mod + "uv", mod + "ipc", mod + "tpm", mod + "internal/daemon", mod + "internal/unixsock"},
 			"the engine knows no transport, D-Bus or TPM"},
 		{"ctap2/pinuv", []string{mod + "ctap2", mod + "keystore", mod + "ctaphid", mod + "uv"}, "PIN protocols are a leaf"},
-		{"keystore", []string{mod + "ctap2", "github.com/google/go-tpm", "github.com/godbus/", mod + "ctaphid", mod + "uv", "net/http", "os/exec"},
+		{"keystore", []string{mod + "ctap2", "github.com/google/go-tpm", mod + "tpm", "github.com/godbus/", mod + "ctaphid", mod + "uv", "net/http", "os/exec"},
 			"the store must not know the engine, the TPM or D-Bus"},
+		{"tpm", []string{mod + "keystore", mod + "ctap2", mod + "ctaphid", mod + "uv", mod + "ipc", mod + "internal/daemon", "github.com/godbus/"},
+			"the TPM backend satisfies the keystore seams structurally"},
 		{"ctaphid", []string{mod + "ctap2", mod + "keystore", mod + "uv", mod + "ipc", mod + "tpm", mod + "internal/daemon"}, "transports are leaves"},
 		{"uv", []string{mod + "ctap2", mod + "keystore", mod + "ctaphid", mod + "ipc", mod + "tpm", mod + "internal/daemon"}, "uv talks to people, not to the engine"},
 	}
@@ -68,6 +70,15 @@ func TestWiringOnlyInComposition(t *testing.T) {
 			// The engine and the transports meet only in the composition root.
 			if !wiring && imp == mod+"ctaphid" && pkg != mod+"ctaphid" {
 				t.Errorf("%s imports ctaphid; only the composition root wires transports", pkg)
+			}
+			// So do the store and the TPM (cmd/* and internal/daemon only;
+			// tests may, through their _test.go imports).
+			if imp == mod+"tpm" && !strings.HasPrefix(pkg, mod+"cmd/") && pkg != mod+"internal/daemon" {
+				t.Errorf("%s imports tpm; only cmd/* and internal/daemon may", pkg)
+			}
+			// The swtpm harness is for tests only.
+			if imp == mod+"internal/swtpmtest" {
+				t.Errorf("%s imports internal/swtpmtest outside its tests", pkg)
 			}
 		}
 	}

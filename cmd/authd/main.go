@@ -5,6 +5,10 @@
 // is 64 bytes with no report-ID byte.
 //
 //	authd [--state-dir DIR] [--ctaphid-socket PATH] [--presence auto|terminal|command:PATH|allow|deny]
+//	      [--tpm auto|none|required|DEVICE|swtpm:SOCKET|tcp:HOST:PORT]
+//
+// With a TPM (--tpm auto finds /dev/tpmrm0), ES256 keys live in the TPM, the
+// store's data key is sealed to it and the PIN is checked by it.
 package main
 
 import (
@@ -40,6 +44,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	sock := fs.String("ctaphid-socket", "", "Unix socket serving CTAPHID reports (default $XDG_RUNTIME_DIR/authd/ctaphid.sock)")
 	presence := fs.String("presence", "auto", "user presence: auto, terminal, command:PATH, allow (tests only), deny")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	tpmSpec := fs.String("tpm", daemon.TPMAuto, "TPM: auto (/dev/tpmrm0 if usable, else software keys with a warning), none, required, a device path, swtpm:SOCKET or tcp:HOST:PORT")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -57,15 +62,19 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authd: --log-level: %v\n", err)
 		return 2
 	}
+	if err := daemon.CheckTPMSpec(*tpmSpec); err != nil {
+		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := serve(log, *stateDir, *sock, *presence, stdin); err != nil {
+	if err := serve(log, *stateDir, *sock, *presence, *tpmSpec, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
 	}
 	return 0
 }
 
-func serve(log *slog.Logger, stateDir, sock, presenceSpec string, stdin *os.File) error {
+func serve(log *slog.Logger, stateDir, sock, presenceSpec, tpmSpec string, stdin *os.File) error {
 	var err error
 	if stateDir == "" {
 		if stateDir, err = sysinfo.DefaultStateDir(); err != nil {
@@ -93,6 +102,7 @@ func serve(log *slog.Logger, stateDir, sock, presenceSpec string, stdin *os.File
 		BootID:   bootID,
 		Logger:   log,
 		Version:  parseVersion(version),
+		TPM:      tpmSpec,
 	})
 	if err != nil {
 		return err
@@ -105,7 +115,8 @@ func serve(log *slog.Logger, stateDir, sock, presenceSpec string, stdin *os.File
 	defer os.Remove(sock)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec)
+	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec,
+		"tpm", d.TPM())
 	serr := d.ServeCTAPHID(ctx, ln)
 	stop()
 	cerr := d.Close()

@@ -18,6 +18,7 @@ import (
 	"github.com/authd/authd/ctaphid"
 	"github.com/authd/authd/internal/unixsock"
 	"github.com/authd/authd/keystore"
+	"github.com/authd/authd/tpm"
 )
 
 // Config describes one daemon.
@@ -28,16 +29,33 @@ type Config struct {
 	Logger   *slog.Logger
 	// Version is reported over CTAPHID INIT (major, minor, build).
 	Version [3]byte
+	// TPM selects the TPM: "" or TPMNone (software only), TPMAuto,
+	// TPMRequired, a device path, "swtpm:SOCKET" or "tcp:HOST:PORT" (see
+	// CheckTPMSpec). The zero value never touches a TPM; authd's --tpm
+	// defaults to auto.
+	TPM string
+	// TPMDevice, if set, is the TPM to use instead of opening one by TPM
+	// (tests and benchmarks wrap its transport). The daemon does not close
+	// it; the caller does, after Close.
+	TPMDevice *tpm.Device
 }
 
 // Daemon is a running authenticator: store, engine and CTAPHID server.
 type Daemon struct {
 	log    *slog.Logger
+	dir    string
+	dev    *tpm.Device // nil in software mode
+	ownDev bool        // dev was opened here and is closed by Close
+	tpm    string      // the TPM in use, or TPMNone
+	warn   string      // why auto fell back to software keys
 	store  *keystore.Store
 	engine *ctap2.Authenticator
 	hid    *ctaphid.Server
 	uid    uint32
 	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // MasterKeyFile is the software sealer's key file inside the state directory.
@@ -61,14 +79,21 @@ func New(cfg Config) (*Daemon, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: state dir: %w", err)
 	}
-	sealer, err := keystore.OpenSoftwareSealer(filepath.Join(dir, MasterKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("daemon: %w", err)
+	d := &Daemon{log: log, dir: dir, uid: uint32(os.Getuid())}
+	if cfg.TPMDevice != nil {
+		d.dev, d.tpm = cfg.TPMDevice, "(provided)"
+	} else {
+		var err error
+		if d.dev, d.tpm, d.warn, err = openTPM(cfg.TPM); err != nil {
+			return nil, err
+		}
+		d.ownDev = d.dev != nil
 	}
-	store, err := keystore.Open(dir, sealer, keystore.SoftwareKeys{}, keystore.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("daemon: %w", err)
+	if err := d.openStore(); err != nil {
+		d.closeTPM()
+		return nil, err
 	}
+	store := d.store
 	engine, err := ctap2.New(ctap2.Config{
 		Store:           store,
 		State:           store,
@@ -79,14 +104,117 @@ func New(cfg Config) (*Daemon, error) {
 	})
 	if err != nil {
 		store.Close()
+		d.closeTPM()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	hid := ctaphid.NewServer(engine, ctaphid.Config{Version: cfg.Version, Logger: log})
-	return &Daemon{log: log, store: store, engine: engine, hid: hid, uid: uint32(os.Getuid())}, nil
+	d.engine = engine
+	d.hid = ctaphid.NewServer(engine, ctaphid.Config{Version: cfg.Version, Logger: log})
+	return d, nil
+}
+
+// openStore opens the keystore with the sealer, key maker and PIN guard of
+// the TPM mode, and reports what it found.
+func (d *Daemon) openStore() error {
+	log := d.log
+	masterKey := filepath.Join(d.dir, MasterKeyFile)
+	opts := keystore.Options{Logger: log}
+	var sealer keystore.Sealer
+	if d.dev == nil {
+		why := "--tpm none"
+		if d.warn != "" {
+			why = d.warn
+			log.Warn("authd: " + d.warn + "; passkeys are protected by software keys and " + MasterKeyFile +
+				" only, so a copy of the state directory is enough to use them. " +
+				"Use --tpm required to refuse to start without a TPM, or --tpm none to silence this warning.")
+		}
+		sealer = &softSealer{path: masterKey, why: why}
+	} else {
+		log.Info("authd: using the TPM", "tpm", d.tpm)
+		if da, err := readDA(d.dev); err != nil {
+			log.Warn("cannot read the TPM's dictionary-attack parameters", "err", err)
+		} else {
+			logDA(log, da)
+		}
+		sealer = &tpmSealer{dev: d.dev, masterKeyPath: masterKey}
+		opts.PINGuard = pinGuard{dev: d.dev, log: log}
+	}
+	store, err := keystore.Open(d.dir, sealer, routedKeys{dev: d.dev}, opts)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.store = store
+	if d.dev != nil {
+		// Open either unsealed the data key with the TPM or sealed it anew.
+		removeMasterKey(log, d.dir)
+	}
+	b := store.Backends()
+	log.Info("authd: credentials by key backend", "tpm", b[keystore.BackendTPM],
+		"software", b[keystore.BackendSoftware], "data_key_sealed_by", d.dataKeySealer(),
+		"pin_in_tpm", store.PINGuarded())
+	return nil
+}
+
+func (d *Daemon) dataKeySealer() string {
+	if tpm.IsTPMBlob(d.store.SealedDataKey()) {
+		return keystore.BackendTPM
+	}
+	return keystore.BackendSoftware
+}
+
+func (d *Daemon) closeTPM() error {
+	if !d.ownDev || d.dev == nil {
+		return nil
+	}
+	return d.dev.Close()
+}
+
+// Status is what the daemon reports about its key protection (for logs and
+// the D-Bus GetStatus method).
+type Status struct {
+	// TPM is the TPM in use ("/dev/tpmrm0", "swtpm:…") or "none".
+	TPM string
+	// Warning says why --tpm auto fell back to software keys; empty
+	// otherwise.
+	Warning string
+	// DataKey names what seals the store's data key: "tpm" or "software".
+	DataKey string
+	// PINInTPM says the PIN is kept by the TPM's PIN guard (no hash stored).
+	PINInTPM bool
+	// Backends counts credentials by where their keys live: "tpm" (ES256
+	// keys inside the TPM) and "software" (keys encrypted under the data
+	// key: EdDSA ones, and those made before a TPM was used).
+	Backends map[string]int
+	// DA is the TPM's dictionary-attack state, nil without a TPM or when
+	// it could not be read (DAError says why).
+	DA      *DAStatus
+	DAError string
+}
+
+// Status reports the key protection in use. With a TPM it reads the DA
+// parameters (one TPM command).
+func (d *Daemon) Status() Status {
+	st := Status{
+		TPM:      d.tpm,
+		Warning:  d.warn,
+		DataKey:  d.dataKeySealer(),
+		PINInTPM: d.store.PINGuarded(),
+		Backends: d.store.Backends(),
+	}
+	if d.dev != nil {
+		da, err := readDA(d.dev)
+		if err != nil {
+			st.DAError = err.Error()
+		}
+		st.DA = da
+	}
+	return st
 }
 
 // Authenticator returns the CTAP2 engine (for in-process use and benchmarks).
 func (d *Daemon) Authenticator() *ctap2.Authenticator { return d.engine }
+
+// TPM returns the TPM in use ("/dev/tpmrm0", "swtpm:…") or "none".
+func (d *Daemon) TPM() string { return d.tpm }
 
 // Store returns the keystore.
 func (d *Daemon) Store() *keystore.Store { return d.store }
@@ -131,16 +259,22 @@ func (d *Daemon) ServeCTAPHID(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// Close waits for connections to finish and closes the store (persisting exact
-// signature counters).
+// Close waits for connections to finish, closes the store (persisting exact
+// signature counters) and the TPM. Further calls return the first result.
 func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() { d.closeErr = d.close() })
+	return d.closeErr
+}
+
+func (d *Daemon) close() error {
 	d.wg.Wait()
 	// Connections are gone, so their operations were cancelled; wait for the
 	// engine to return from the one in flight before closing the store.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The engine stays reserved: nothing runs on the closed store.
 	if _, err := d.engine.Idle(ctx); err != nil {
 		d.log.Warn("daemon: an operation is still running at shutdown", "err", err)
 	}
-	return d.store.Close()
+	return errors.Join(d.store.Close(), d.closeTPM())
 }
