@@ -29,6 +29,27 @@
  *   credman --pin PIN --rp ID [--cred FILE]
  *   reset
  *   retries [--expect-retries N]
+ * CTAP 2.1 extensions, large blobs, authenticatorConfig (ext_test.go):
+ *   make-cred ... [--hmac-secret] [--cred-protect 1|2|3] [--cred-blob TEXT]
+ *             [--large-blob-key] [--min-pin-len N]
+ *             (FIDO_EXT_HMAC_SECRET, fido_cred_set_prot, fido_cred_set_blob,
+ *              FIDO_EXT_LARGEBLOB_KEY (key stored in the --cred file),
+ *              fido_cred_set_pin_minlen: the output must equal N)
+ *   get-assert ... [--hmac-salt HEX32|HEX64] [--cred-blob TEXT|--cred-blob ""]
+ *             [--large-blob-key]
+ *             (prints "get-assert: [i] hmac-secret=HEX"; --cred-blob requests
+ *              FIDO_EXT_CRED_BLOB and checks the returned blob; --large-blob-key
+ *              checks the key against the --cred file)
+ *   largeblob-set (--cred FILE|--key HEX) --data TEXT [--pin PIN]
+ *   largeblob-get (--cred FILE|--key HEX) [--data TEXT]   (expected content)
+ *   largeblob-remove (--cred FILE|--key HEX) [--pin PIN]
+ *   largeblob-array --size N [--pin PIN]  (fido_dev_largeblob_set_array with
+ *                                          a serialized array of exactly N
+ *                                          bytes, then get_array compares)
+ *   toggle-always-uv [--pin PIN]          (fido_dev_toggle_always_uv)
+ *   set-pin-minlen [--len N] [--rpid ID ...] [--force] [--pin PIN]
+ *                                         (fido_dev_set_pin_minlen,
+ *                                          _minlen_rpid, _force_pin_change)
  * Common options:
  *   --expect FIDO_ERR_NAME   the operation must fail with exactly this
  *                            libfido2 error (fido_strerr name); exit 0 then
@@ -60,6 +81,7 @@
 #include <unistd.h>
 
 #include <fido.h>
+#include <fido/config.h>
 #include <fido/credman.h>
 #include <fido/eddsa.h>
 #include <fido/es256.h>
@@ -206,6 +228,20 @@ struct opts {
 	int expect_retries;
 	bool rk;
 	bool discoverable;
+	/* CTAP 2.1 extensions */
+	bool hmac_secret;
+	int cred_protect;
+	const char *cred_blob;
+	bool large_blob_key;
+	int min_pin_len;
+	const char *hmac_salt;
+	const char *key;
+	const char *data;
+	long size;
+	long len;
+	const char *rpid[MAX_CREDS];
+	int nrpid;
+	bool force;
 };
 
 static int failures;
@@ -323,6 +359,8 @@ struct credfile {
 	unsigned char user[64];
 	size_t userlen;
 	uint32_t sigcount;
+	unsigned char lbk[32];	/* largeBlobKey from makeCredential */
+	size_t lbklen;
 };
 
 static int
@@ -344,6 +382,12 @@ cred_save(const char *path, const struct credfile *c)
 	for (size_t i = 0; i < c->userlen; i++)
 		fprintf(f, "%02x", c->user[i]);
 	fprintf(f, "\nsigcount %u\n", c->sigcount);
+	if (c->lbklen > 0) {
+		fprintf(f, "lbk ");
+		for (size_t i = 0; i < c->lbklen; i++)
+			fprintf(f, "%02x", c->lbk[i]);
+		fprintf(f, "\n");
+	}
 	if (fclose(f) != 0) {
 		fail("write %s: %s", path, strerror(errno));
 		return -1;
@@ -385,6 +429,8 @@ cred_load(const char *path, struct credfile *c)
 			ok |= unhex(val, c->user, sizeof(c->user), &c->userlen);
 		else if (strcmp(key, "sigcount") == 0)
 			c->sigcount = (uint32_t)strtoul(val, NULL, 10);
+		else if (strcmp(key, "lbk") == 0)
+			ok |= unhex(val, c->lbk, sizeof(c->lbk), &c->lbklen);
 	}
 	fclose(f);
 	if (ok != 0 || c->idlen == 0 || c->pklen == 0) {
@@ -446,6 +492,22 @@ cmd_info(fido_dev_t *dev, const struct opts *o)
 	}
 	printf("info: maxmsgsiz %llu\n",
 	    (unsigned long long)fido_cbor_info_maxmsgsiz(ci));
+	names = fido_cbor_info_extensions_ptr(ci);
+	for (size_t i = 0; i < fido_cbor_info_extensions_len(ci); i++)
+		printf("info: extension %s\n", names[i]);
+	printf("info: maxcredbloblen %llu\n",
+	    (unsigned long long)fido_cbor_info_maxcredbloblen(ci));
+	printf("info: maxlargeblob %llu\n",
+	    (unsigned long long)fido_cbor_info_maxlargeblob(ci));
+	printf("info: minpinlen %llu\n",
+	    (unsigned long long)fido_cbor_info_minpinlen(ci));
+	printf("info: maxrpid_minpinlen %llu\n",
+	    (unsigned long long)fido_cbor_info_maxrpid_minpinlen(ci));
+	printf("info: new_pin_required %d\n",
+	    fido_cbor_info_new_pin_required(ci));
+	printf("info: rk_remaining %lld\n",
+	    (long long)fido_cbor_info_rk_remaining(ci));
+	printf("info: supports_cred_prot=%d\n", fido_dev_supports_cred_prot(dev));
 	printf("info: fido2=%d has_pin=%d supports_credman=%d "
 	    "supports_permissions=%d supports_pin=%d\n",
 	    fido_dev_is_fido2(dev), fido_dev_has_pin(dev),
@@ -467,6 +529,49 @@ cmd_info(fido_dev_t *dev, const struct opts *o)
 	return 0;
 }
 
+/*
+ * Extension outputs of a new credential: credProtect level, largeBlobKey
+ * (kept in cf for the --cred file), minPinLength. libfido2 itself checks in
+ * fido_cred_verify_self() that the authData extensions are exactly the
+ * requested ones (hmac-secret, credProtect, credBlob, minPinLength).
+ */
+static int
+check_cred_ext(const fido_cred_t *cred, const struct opts *o,
+    struct credfile *cf)
+{
+	size_t n;
+
+	if (o->cred_protect != 0) {
+		printf("make-cred: cred-protect=%d\n", fido_cred_prot(cred));
+		if (fido_cred_prot(cred) != o->cred_protect)
+			fail("make-cred: credProtect %d, want %d",
+			    fido_cred_prot(cred), o->cred_protect);
+	}
+	if (o->min_pin_len > 0) {
+		printf("make-cred: pin-minlen=%zu\n", fido_cred_pin_minlen(cred));
+		if (fido_cred_pin_minlen(cred) != (size_t)o->min_pin_len)
+			fail("make-cred: minPinLength %zu, want %d",
+			    fido_cred_pin_minlen(cred), o->min_pin_len);
+	}
+	n = fido_cred_largeblob_key_len(cred);
+	if (o->large_blob_key) {
+		printf("make-cred: largeblob-key=");
+		hexprint(fido_cred_largeblob_key_ptr(cred), n);
+		printf("\n");
+		if (o->rk && n != 32)
+			fail("make-cred: largeBlobKey is %zu bytes, want 32", n);
+		if (!o->rk && n != 0)
+			fail("make-cred: largeBlobKey for a non-discoverable "
+			    "credential (must be ignored)");
+		if (n > sizeof(cf->lbk))
+			return -1;
+		memcpy(cf->lbk, fido_cred_largeblob_key_ptr(cred), n);
+		cf->lbklen = n;
+	} else if (n != 0)
+		fail("make-cred: largeBlobKey returned although not requested");
+	return failures ? -1 : 0;
+}
+
 static int
 cmd_make_cred(fido_dev_t *dev, const struct opts *o)
 {
@@ -475,7 +580,7 @@ cmd_make_cred(fido_dev_t *dev, const struct opts *o)
 	unsigned char cdh[32], uid[32];
 	const char *fmt;
 	uint8_t flags;
-	int type = cose_alg(o->alg), r, ret = -1;
+	int type = cose_alg(o->alg), r, ret = -1, ext;
 
 	memset(&cf, 0, sizeof(cf));
 	random_bytes(cdh, sizeof(cdh));
@@ -495,6 +600,19 @@ cmd_make_cred(fido_dev_t *dev, const struct opts *o)
 		if (cred_load(o->exclude, &ex) < 0 ||
 		    fido_cred_exclude(cred, ex.id, ex.idlen) != FIDO_OK)
 			goto out;
+	}
+	ext = (o->hmac_secret ? FIDO_EXT_HMAC_SECRET : 0) |
+	    (o->large_blob_key ? FIDO_EXT_LARGEBLOB_KEY : 0);
+	if ((ext != 0 && fido_cred_set_extensions(cred, ext) != FIDO_OK) ||
+	    (o->cred_protect != 0 &&
+	    fido_cred_set_prot(cred, o->cred_protect) != FIDO_OK) ||
+	    (o->cred_blob != NULL && fido_cred_set_blob(cred,
+	    (const unsigned char *)o->cred_blob, strlen(o->cred_blob)) !=
+	    FIDO_OK) ||
+	    (o->min_pin_len > 0 &&
+	    fido_cred_set_pin_minlen(cred, (size_t)o->min_pin_len) != FIDO_OK)) {
+		fail("make-cred: setting extensions");
+		goto out;
 	}
 	r = fido_dev_make_cred(dev, cred, o->pin);
 	if ((r = check_result(o, "fido_dev_make_cred", r)) != 0) {
@@ -529,6 +647,9 @@ cmd_make_cred(fido_dev_t *dev, const struct opts *o)
 			fail("make-cred: fido_cred_verify_self: %s",
 			    fido_strerr(r));
 	}
+
+	if (check_cred_ext(cred, o, &cf) < 0)
+		goto out;
 
 	if (o->ncred > 0) {
 		snprintf(cf.rp, sizeof(cf.rp), "%s", o->rp);
@@ -583,14 +704,54 @@ out:
 	return r;
 }
 
+/* Extension outputs of assertion idx (after fido_assert_verify). */
+static void
+check_assert_ext(const fido_assert_t *a, size_t idx, const struct opts *o,
+    const struct credfile *c)
+{
+	size_t n;
+
+	if (o->hmac_salt != NULL) {
+		n = fido_assert_hmac_secret_len(a, idx);
+		printf("get-assert: [%zu] hmac-secret=", idx);
+		hexprint(fido_assert_hmac_secret_ptr(a, idx), n);
+		printf("\n");
+		if (n != strlen(o->hmac_salt) / 2)
+			fail("get-assert: [%zu] hmac-secret output is %zu bytes, "
+			    "want %zu", idx, n, strlen(o->hmac_salt) / 2);
+	} else if (fido_assert_hmac_secret_len(a, idx) != 0)
+		fail("get-assert: [%zu] hmac-secret output not requested", idx);
+	if (o->cred_blob != NULL) {
+		n = fido_assert_blob_len(a, idx);
+		printf("get-assert: [%zu] cred-blob=%.*s\n", idx, (int)n,
+		    n ? (const char *)fido_assert_blob_ptr(a, idx) : "");
+		if (n != strlen(o->cred_blob) || (n > 0 &&
+		    memcmp(fido_assert_blob_ptr(a, idx), o->cred_blob, n) != 0))
+			fail("get-assert: [%zu] credBlob differs from \"%s\"",
+			    idx, o->cred_blob);
+	}
+	n = fido_assert_largeblob_key_len(a, idx);
+	if (o->large_blob_key) {
+		printf("get-assert: [%zu] largeblob-key=", idx);
+		hexprint(fido_assert_largeblob_key_ptr(a, idx), n);
+		printf("\n");
+		if (n != c->lbklen || (n > 0 && memcmp(
+		    fido_assert_largeblob_key_ptr(a, idx), c->lbk, n) != 0))
+			fail("get-assert: [%zu] largeBlobKey differs from the "
+			    "makeCredential one", idx);
+	} else if (n != 0)
+		fail("get-assert: [%zu] largeBlobKey not requested", idx);
+}
+
 static int
 cmd_get_assert(fido_dev_t *dev, const struct opts *o)
 {
 	fido_assert_t *a = NULL;
 	struct credfile cf[MAX_CREDS];
-	unsigned char cdh[32];
+	unsigned char cdh[32], salt[64];
+	size_t saltlen = 0;
 	const char *rp = o->rp;
-	int r, ret = -1;
+	int r, ret = -1, ext = 0;
 
 	if (o->ncred == 0 && !o->discoverable) {
 		fail("get-assert: need --cred FILE (or --discoverable)");
@@ -617,6 +778,22 @@ cmd_get_assert(fido_dev_t *dev, const struct opts *o)
 				fail("get-assert: fido_assert_allow_cred");
 				goto out;
 			}
+	if (o->hmac_salt != NULL) {
+		if (unhex(o->hmac_salt, salt, sizeof(salt), &saltlen) < 0 ||
+		    (saltlen != 32 && saltlen != 64)) {
+			fail("get-assert: --hmac-salt must be 32 or 64 bytes of hex");
+			goto out;
+		}
+		ext |= FIDO_EXT_HMAC_SECRET;
+	}
+	ext |= (o->cred_blob != NULL ? FIDO_EXT_CRED_BLOB : 0) |
+	    (o->large_blob_key ? FIDO_EXT_LARGEBLOB_KEY : 0);
+	if ((ext != 0 && fido_assert_set_extensions(a, ext) != FIDO_OK) ||
+	    (o->hmac_salt != NULL &&
+	    fido_assert_set_hmac_salt(a, salt, saltlen) != FIDO_OK)) {
+		fail("get-assert: setting extensions");
+		goto out;
+	}
 	r = fido_dev_get_assert(dev, a, o->pin);
 	if ((r = check_result(o, "fido_dev_get_assert", r)) != 0) {
 		ret = r > 0 ? 0 : -1;
@@ -665,6 +842,7 @@ cmd_get_assert(fido_dev_t *dev, const struct opts *o)
 		    memcmp(fido_assert_user_id_ptr(a, i), c->user,
 		    c->userlen) != 0))
 			fail("get-assert: [%zu] user id mismatch", i);
+		check_assert_ext(a, i, o, c);
 		c->sigcount = sc;
 		if (cred_save(o->cred[k], c) < 0)
 			goto out;
@@ -908,6 +1086,200 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* Large blobs, authenticatorConfig */
+
+/* The largeBlobKey from --key HEX or from the --cred file. */
+static int
+lb_key(const struct opts *o, unsigned char key[32])
+{
+	struct credfile cf;
+	size_t n = 0;
+
+	if (o->key != NULL) {
+		if (unhex(o->key, key, 32, &n) < 0 || n != 32) {
+			fail("--key must be 32 bytes of hex");
+			return -1;
+		}
+		return 0;
+	}
+	if (o->ncred == 0) {
+		fail("need --key HEX or --cred FILE");
+		return -1;
+	}
+	if (cred_load(o->cred[0], &cf) < 0)
+		return -1;
+	if (cf.lbklen != 32) {
+		fail("%s has no largeBlobKey (make-cred --large-blob-key --rk)",
+		    o->cred[0]);
+		return -1;
+	}
+	memcpy(key, cf.lbk, 32);
+	return 0;
+}
+
+static int
+cmd_largeblob_set(fido_dev_t *dev, const struct opts *o)
+{
+	unsigned char key[32];
+	int r;
+
+	if (lb_key(o, key) < 0 || o->data == NULL) {
+		fail("largeblob-set: need a key and --data");
+		return -1;
+	}
+	r = check_result(o, "fido_dev_largeblob_set", fido_dev_largeblob_set(dev,
+	    key, sizeof(key), (const unsigned char *)o->data, strlen(o->data),
+	    o->pin));
+	if (r == 0)
+		printf("largeblob-set: ok %zu bytes\n", strlen(o->data));
+	return r >= 0 ? 0 : -1;
+}
+
+static int
+cmd_largeblob_get(fido_dev_t *dev, const struct opts *o)
+{
+	unsigned char key[32], *out = NULL;
+	size_t outlen = 0;
+	int r;
+
+	if (lb_key(o, key) < 0)
+		return -1;
+	r = check_result(o, "fido_dev_largeblob_get", fido_dev_largeblob_get(dev,
+	    key, sizeof(key), &out, &outlen));
+	if (r == 0) {
+		printf("largeblob-get: ok %zu bytes: %.*s\n", outlen, (int)outlen,
+		    (const char *)out);
+		if (o->data != NULL && (outlen != strlen(o->data) ||
+		    memcmp(out, o->data, outlen) != 0))
+			fail("largeblob-get: content differs from \"%s\"", o->data);
+	}
+	free(out);
+	return r >= 0 && failures == 0 ? 0 : -1;
+}
+
+static int
+cmd_largeblob_remove(fido_dev_t *dev, const struct opts *o)
+{
+	unsigned char key[32];
+	int r;
+
+	if (lb_key(o, key) < 0)
+		return -1;
+	r = check_result(o, "fido_dev_largeblob_remove",
+	    fido_dev_largeblob_remove(dev, key, sizeof(key), o->pin));
+	if (r == 0)
+		printf("largeblob-remove: ok\n");
+	return r >= 0 ? 0 : -1;
+}
+
+/*
+ * Writes a serialized large-blob array of exactly o->size bytes (CBOR array
+ * holding one byte string, plus libfido2's 16-byte hash trailer) through
+ * fido_dev_largeblob_set_array, which splits it into maxMsgSize-64 fragments,
+ * and reads it back with fido_dev_largeblob_get_array.
+ */
+static int
+cmd_largeblob_array(fido_dev_t *dev, const struct opts *o)
+{
+	unsigned char *arr = NULL, *got = NULL;
+	size_t n, len, gotlen = 0;
+	int r, ret = -1;
+
+	if (o->size < 20 + 256 || o->size > 65535) {
+		fail("largeblob-array: --size must be within 276..65535");
+		return -1;
+	}
+	n = (size_t)o->size - 16 - 4;	/* array(1) + bstr header(3) + n */
+	len = n + 4;
+	if ((arr = malloc(len)) == NULL)
+		return -1;
+	arr[0] = 0x81;
+	arr[1] = 0x59;
+	arr[2] = (unsigned char)(n >> 8);
+	arr[3] = (unsigned char)n;
+	random_bytes(arr + 4, n);
+	r = check_result(o, "fido_dev_largeblob_set_array",
+	    fido_dev_largeblob_set_array(dev, arr, len, o->pin));
+	if (r != 0) {
+		ret = r > 0 ? 0 : -1;
+		goto out;
+	}
+	printf("largeblob-array: set ok %ld bytes serialized\n", o->size);
+	if ((r = fido_dev_largeblob_get_array(dev, &got, &gotlen)) != FIDO_OK) {
+		fail("largeblob-array: fido_dev_largeblob_get_array: %s",
+		    fido_strerr(r));
+		goto out;
+	}
+	printf("largeblob-array: get ok %zu bytes\n", gotlen);
+	if (gotlen != len || memcmp(got, arr, len) != 0)
+		fail("largeblob-array: read back %zu bytes, differs from the "
+		    "%zu written", gotlen, len);
+	ret = failures ? -1 : 0;
+out:
+	free(arr);
+	free(got);
+	return ret;
+}
+
+static int
+cmd_toggle_always_uv(fido_dev_t *dev, const struct opts *o)
+{
+	fido_cbor_info_t *ci;
+	char **names;
+	const bool *vals;
+	int r, auv = -1;
+
+	r = check_result(o, "fido_dev_toggle_always_uv",
+	    fido_dev_toggle_always_uv(dev, o->pin));
+	if (r != 0)
+		return r > 0 ? 0 : -1;
+	if ((ci = fido_cbor_info_new()) == NULL ||
+	    fido_dev_get_cbor_info(dev, ci) != FIDO_OK) {
+		fail("toggle-always-uv: getInfo");
+		fido_cbor_info_free(&ci);
+		return -1;
+	}
+	names = fido_cbor_info_options_name_ptr(ci);
+	vals = fido_cbor_info_options_value_ptr(ci);
+	for (size_t i = 0; i < fido_cbor_info_options_len(ci); i++)
+		if (strcmp(names[i], "alwaysUv") == 0)
+			auv = vals[i];
+	printf("toggle-always-uv: ok alwaysUv=%d\n", auv);
+	fido_cbor_info_free(&ci);
+	return auv < 0 ? -1 : 0;
+}
+
+static int
+cmd_set_pin_minlen(fido_dev_t *dev, const struct opts *o)
+{
+	int r;
+
+	if (o->len > 0) {
+		r = check_result(o, "fido_dev_set_pin_minlen",
+		    fido_dev_set_pin_minlen(dev, (size_t)o->len, o->pin));
+		if (r != 0)
+			return r > 0 ? 0 : -1;
+		printf("set-pin-minlen: ok minlen=%ld\n", o->len);
+	}
+	if (o->nrpid > 0) {
+		r = check_result(o, "fido_dev_set_pin_minlen_rpid",
+		    fido_dev_set_pin_minlen_rpid(dev, o->rpid, (size_t)o->nrpid,
+		    o->pin));
+		if (r != 0)
+			return r > 0 ? 0 : -1;
+		printf("set-pin-minlen: ok rpids=%d\n", o->nrpid);
+	}
+	if (o->force) {
+		r = check_result(o, "fido_dev_force_pin_change",
+		    fido_dev_force_pin_change(dev, o->pin));
+		if (r != 0)
+			return r > 0 ? 0 : -1;
+		printf("set-pin-minlen: ok force\n");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static void
 usage(void)
@@ -916,11 +1288,19 @@ usage(void)
 	    "usage: fido2_sockdev SOCKET COMMAND [options]\n"
 	    "commands: info make-cred get-assert set-pin change-pin credman "
 	    "reset retries\n"
+	    "          largeblob-set largeblob-get largeblob-remove "
+	    "largeblob-array\n"
+	    "          toggle-always-uv set-pin-minlen\n"
 	    "options: --rk --pin PIN --new-pin PIN --alg es256|eddsa|rs256 "
 	    "--rp ID --user NAME\n"
 	    "         --cred FILE (repeatable) --exclude FILE --discoverable "
 	    "--expect FIDO_ERR_X\n"
-	    "         --expect-retries N\n");
+	    "         --expect-retries N\n"
+	    "         --hmac-secret --cred-protect N --cred-blob TEXT "
+	    "--large-blob-key\n"
+	    "         --min-pin-len N --hmac-salt HEX --key HEX --data TEXT "
+	    "--size N\n"
+	    "         --len N --rpid ID (repeatable) --force\n");
 	exit(2);
 }
 
@@ -978,6 +1358,41 @@ main(int argc, char **argv)
 		} else if (strcmp(a, "--expect-retries") == 0) {
 			NEEDARG();
 			o.expect_retries = atoi(v);
+		} else if (strcmp(a, "--hmac-secret") == 0)
+			o.hmac_secret = true;
+		else if (strcmp(a, "--large-blob-key") == 0)
+			o.large_blob_key = true;
+		else if (strcmp(a, "--force") == 0)
+			o.force = true;
+		else if (strcmp(a, "--cred-protect") == 0) {
+			NEEDARG();
+			o.cred_protect = atoi(v);
+		} else if (strcmp(a, "--cred-blob") == 0) {
+			NEEDARG();
+			o.cred_blob = v;
+		} else if (strcmp(a, "--min-pin-len") == 0) {
+			NEEDARG();
+			o.min_pin_len = atoi(v);
+		} else if (strcmp(a, "--hmac-salt") == 0) {
+			NEEDARG();
+			o.hmac_salt = v;
+		} else if (strcmp(a, "--key") == 0) {
+			NEEDARG();
+			o.key = v;
+		} else if (strcmp(a, "--data") == 0) {
+			NEEDARG();
+			o.data = v;
+		} else if (strcmp(a, "--size") == 0) {
+			NEEDARG();
+			o.size = atol(v);
+		} else if (strcmp(a, "--len") == 0) {
+			NEEDARG();
+			o.len = atol(v);
+		} else if (strcmp(a, "--rpid") == 0) {
+			NEEDARG();
+			if (o.nrpid == MAX_CREDS)
+				usage();
+			o.rpid[o.nrpid++] = v;
 		} else
 			usage();
 #undef NEEDARG
@@ -1023,6 +1438,18 @@ main(int argc, char **argv)
 		ret = cmd_reset(dev, &o);
 	else if (strcmp(o.cmd, "retries") == 0)
 		ret = cmd_retries(dev, &o);
+	else if (strcmp(o.cmd, "largeblob-set") == 0)
+		ret = cmd_largeblob_set(dev, &o);
+	else if (strcmp(o.cmd, "largeblob-get") == 0)
+		ret = cmd_largeblob_get(dev, &o);
+	else if (strcmp(o.cmd, "largeblob-remove") == 0)
+		ret = cmd_largeblob_remove(dev, &o);
+	else if (strcmp(o.cmd, "largeblob-array") == 0)
+		ret = cmd_largeblob_array(dev, &o);
+	else if (strcmp(o.cmd, "toggle-always-uv") == 0)
+		ret = cmd_toggle_always_uv(dev, &o);
+	else if (strcmp(o.cmd, "set-pin-minlen") == 0)
+		ret = cmd_set_pin_minlen(dev, &o);
 	else {
 		fprintf(stderr, "unknown command %s\n", o.cmd);
 		usage();
