@@ -206,6 +206,8 @@ func TestExtLibfido2(t *testing.T) {
 		"info: option makeCredUvNotRqd=true", "info: maxcredbloblen 32\n",
 		"info: maxlargeblob 8192\n", "info: minpinlen 4\n", "info: maxrpid_minpinlen 8\n",
 		"info: new_pin_required 0\n", "info: supports_cred_prot=1"}, "info")
+	c([]string{"set-pin-minlen: ok minlen=5"}, "set-pin-minlen", "--len", "5") // no PIN yet: no auth
+	c([]string{"info: minpinlen 5\n", "info: new_pin_required 0\n"}, "info")
 
 	// hmac-secret without a PIN: no UV.
 	c([]string{"make-cred: ok type=es256 rk=1"}, "make-cred", "--rk", "--hmac-secret",

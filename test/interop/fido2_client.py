@@ -1295,6 +1295,9 @@ def phase_ext_info(s, a):
     d = info.data
     vers = list(info.versions)
     c.check("versions include FIDO_2_0 and FIDO_2_1", {"FIDO_2_0", "FIDO_2_1"} <= set(vers), vers)
+    c.check("versions include FIDO_2_1_PRE (credentialMgmtPreview is offered)",
+            "FIDO_2_1_PRE" in vers and info.options.get("credentialMgmtPreview") is True,
+            (vers, info.options.get("credentialMgmtPreview")))
     c.eq("extensions are exactly %s" % ", ".join(EXT_NAMES), sorted(info.extensions), EXT_NAMES)
     c.eq("extensions listed once each", len(info.extensions), len(set(info.extensions)))
     opts = info.options
