@@ -11,7 +11,18 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
+
+// withinResetWindow fails clearly (instead of with a NOT_ALLOWED from the
+// reset) when the steps since the last start took too long for Reset.
+func withinResetWindow(t *testing.T, d *daemon) {
+	t.Helper()
+	if since := time.Since(d.ready); since > resetWindow-time.Second {
+		t.Fatalf("%v since authd started: too late for authenticatorReset (%v window)",
+			since.Round(time.Millisecond), resetWindow)
+	}
+}
 
 // TestExtHmacSecret: hmac-secret and hmac-secret-mc for both PIN protocols,
 // without a PIN (no UV possible) and with one (UV and non-UV secrets), then
@@ -106,6 +117,7 @@ func TestExtLargeBlobs(t *testing.T) {
 		sockdev(t, bin, d, []string{"largeblob-get: ok"}, "largeblob-get", "--key", s.Key,
 			"--data", s.Data)
 	})
+	withinResetWindow(t, d)
 	py(t, d, "reset")
 	py(t, d, "ext-after-reset")
 	d.stop(t)
@@ -144,6 +156,7 @@ func TestExtConfig(t *testing.T) {
 			d.restart(t)
 			py(t, d, "ext-info", "--expect-pin", "set", "--expect-min-pin", "7",
 				"--expect-always-uv", "true")
+			withinResetWindow(t, d)
 			py(t, d, "reset")
 			py(t, d, "ext-after-reset", "--rp", listed)
 			py(t, d, "ext-info")
@@ -337,6 +350,7 @@ func TestExtLibfido2(t *testing.T) {
 	}
 	c([]string{"largeblob-get: ok"}, "largeblob-get", "--cred", f("lb2"), "--data", blob2)
 	c([]string{"info: minpinlen 7\n"}, "info")
+	withinResetWindow(t, d)
 	c([]string{"reset: ok"}, "reset")
 	c([]string{"info: minpinlen 4\n", "info: option alwaysUv=false", "info: option clientPin=false",
 		"info: new_pin_required 0\n"}, "info")
