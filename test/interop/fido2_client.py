@@ -2003,6 +2003,8 @@ def phase_ext_largeblob(s, a):
     c.expect_status("get with length -> INVALID_PARAMETER", 0x02, st)
     st, _ = lb_raw(s, get=10, offset=0, param=os.urandom(32), proto=2)
     c.expect_status("get with pinUvAuthParam -> INVALID_PARAMETER", 0x02, st)
+    st, _ = lb_raw(s, get=10, offset=0, proto=2)
+    c.expect_status("get with pinUvAuthProtocol -> INVALID_PARAMETER", 0x02, st)
     st, _ = lb_raw(s, get=max_frag + 1, offset=0)
     c.expect_status("get more than maxFragmentLength (%d) -> INVALID_LENGTH" % max_frag, 0x03, st)
     cur = lb_read(s, max_frag)
