@@ -307,7 +307,8 @@ func TestLargeBlobs(t *testing.T) {
 		t.Fatal("array changed by failed writes")
 	}
 	// Parameter rules.
-	e.expect(ErrMissingParameter, cmdLargeBlobs, map[int]any{1: 10})
+	e.expect(ErrInvalidParameter, cmdLargeBlobs, map[int]any{1: 10})
+	e.expect(ErrInvalidParameter, cmdLargeBlobs, map[int]any{1: 10, 3: 0, 5: make([]byte, 32), 6: 2})
 	e.expect(ErrInvalidParameter, cmdLargeBlobs, map[int]any{1: 10, 2: []byte{1}, 3: 0})
 	e.expect(ErrInvalidParameter, cmdLargeBlobs, map[int]any{3: 0})
 	e.expect(ErrInvalidLength, cmdLargeBlobs, map[int]any{1: maxFragment + 1, 3: 0})

@@ -37,8 +37,9 @@ type largeBlobWrite struct {
 }
 
 func (a *Authenticator) largeBlobs(req *largeBlobsRequest) (any, error) {
+	// CTAP 2.1 §6.10.2 names INVALID_PARAMETER, not MISSING_PARAMETER, here.
 	if req.Offset == nil {
-		return nil, fail(ErrMissingParameter, "largeBlobs: offset missing")
+		return nil, fail(ErrInvalidParameter, "largeBlobs: offset missing")
 	}
 	offset := *req.Offset
 	if (req.Get == nil) == (req.Set == nil) {
@@ -47,6 +48,9 @@ func (a *Authenticator) largeBlobs(req *largeBlobsRequest) (any, error) {
 	if req.Get != nil {
 		if req.Length != nil {
 			return nil, fail(ErrInvalidParameter, "largeBlobs: length is only for set")
+		}
+		if req.PinUvAuthParam != nil || req.PinUvAuthProtocol != nil {
+			return nil, fail(ErrInvalidParameter, "largeBlobs: reading takes no pinUvAuthParam")
 		}
 		if *req.Get > maxFragment {
 			return nil, fail(ErrInvalidLength, "largeBlobs: get %d exceeds maxFragmentLength %d", *req.Get, maxFragment)
