@@ -54,7 +54,7 @@ func openTPM(spec string) (dev *tpm.Device, used, warning string, err error) {
 		}
 		dev, err := tpm.Open(tpm.DefaultDevice)
 		if err != nil {
-			return nil, TPMNone, fmt.Sprintf("the TPM is not usable (%v)", err), nil
+			return nil, TPMNone, fmt.Sprintf("the TPM is not usable (%v)%s", err, tpmHint(err)), nil
 		}
 		return dev, tpm.DefaultDevice, "", nil
 	case TPMRequired:
