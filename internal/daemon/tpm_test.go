@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -533,6 +534,41 @@ func TestTPMDeviceErrors(t *testing.T) {
 	if _, err := os.Stat(tpm.DefaultDevice); err != nil {
 		if _, _, err := tryStart(t, filepath.Join(dir, "state"), TPMRequired); !errors.Is(err, tpm.ErrNoDevice) {
 			t.Fatalf("--tpm required without a TPM: %v", err)
+		}
+	}
+}
+
+func TestTPMHint(t *testing.T) {
+	if h := tpmHint(fmt.Errorf("open: %w", fs.ErrPermission)); !strings.Contains(h, "tss") {
+		t.Errorf("permission hint %q", h)
+	}
+	if h := tpmHint(fmt.Errorf("x: %w", tpm.ErrOwnerAuth)); !strings.Contains(h, "owner") {
+		t.Errorf("owner hint %q", h)
+	}
+	if h := tpmHint(errors.New("other")); h != "" {
+		t.Errorf("hint for another error: %q", h)
+	}
+}
+
+// TestMasterKeyGone: a software store whose master.key is gone is refused
+// with a clear error, in both modes, and no new key file appears.
+func TestMasterKeyGone(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	dir := stateDir(t)
+	d, _ := start(t, dir, TPMNone)
+	makeCred(t, d, "gone.example", keystore.AlgES256, true)
+	d.Close()
+	mk := filepath.Join(dir, MasterKeyFile)
+	if err := os.Remove(mk); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []string{TPMNone, sw.Spec()} {
+		_, _, err := tryStart(t, dir, spec)
+		if !errors.Is(err, keystore.ErrSealed) || !strings.Contains(err.Error(), "gone") {
+			t.Fatalf("--tpm %s without master.key: %v", spec, err)
+		}
+		if _, err := os.Stat(mk); err == nil {
+			t.Fatalf("--tpm %s created a new master.key", spec)
 		}
 	}
 }
