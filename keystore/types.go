@@ -12,7 +12,12 @@
 // ceiling, flags) are in clear and whose secret fields (key blob, user id,
 // names, extension secrets) are one XChaCha20-Poly1305 ciphertext under the
 // DEK, bound to the credential id and rp id. The state record likewise keeps
-// its counters in clear (authenticated) and seals the PIN hash.
+// its counters in clear (authenticated) and seals the PIN hash, or, with a
+// PINGuard (a TPM), the guard blob and salt instead, and no hash at all.
+//
+// Optional seams for a TPM: PINGuard (Options), Resealer (on the Sealer:
+// Open rotates the DEK and seals it anew, migrating a software store) and
+// KeyBackend (on the KeyMaker: Backends counts credentials per backend).
 //
 // Wipe (authenticatorReset) does not delete records in place: bbolt keeps
 // freed pages in the file, so the old sealed DEK and records would survive
