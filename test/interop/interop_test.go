@@ -246,8 +246,11 @@ func (d *daemon) start(t *testing.T) {
 	t.Helper()
 	d.runs++
 	fmt.Fprintf(&d.stderr, "===== authd run %d: --presence %s =====\n", d.runs, d.presence)
+	// --tpm none: these suites test the software keystore, and on a machine
+	// with a real TPM their wrong-PIN sequences must not count against its
+	// dictionary-attack lockout (tpm_test.go covers the TPM on swtpm).
 	cmd := exec.Command(d.bin, "--state-dir", d.stateDir, "--ctaphid-socket", d.sock,
-		"--presence", d.presence)
+		"--presence", d.presence, "--tpm", "none")
 	cmd.Stdout = &d.stderr
 	cmd.Stderr = &d.stderr
 	if err := cmd.Start(); err != nil {
