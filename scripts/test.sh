@@ -17,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty)
+PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon)
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -33,6 +33,9 @@ ensure_packages() {
 		pkg-config --exists libfido2 2>/dev/null || missing+=(libfido2-dev)
 		command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 		command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
+		command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+		/usr/bin/python3 -c 'import dbusmock' >/dev/null 2>&1 || missing+=(python3-dbusmock)
+		[[ -x /usr/libexec/fprintd || -x /usr/lib/fprintd/fprintd ]] || missing+=(fprintd)
 		if ((${#missing[@]})); then
 			echo "missing: ${missing[*]} (install the equivalents for your distribution)" >&2
 			if [[ -n "${CI:-}" ]]; then exit 1; fi
