@@ -1,0 +1,298 @@
+// Package notify asks a yes/no question through a desktop notification
+// (the freedesktop.org Desktop Notifications Specification 1.2, D-Bus name
+// org.freedesktop.Notifications on the session bus).
+//
+// A Notifier shows a notification with two actions, "Allow" and "Deny", and
+// waits for the notification server's ActionInvoked or NotificationClosed
+// signal for that notification. When ctx ends first the notification is
+// withdrawn with CloseNotification, so that a stale prompt cannot be clicked
+// later.
+//
+// Signals are accepted only from the connection that owned
+// org.freedesktop.Notifications when the notification was shown, and only
+// for the notification's own id: another program on the session bus cannot
+// answer by emitting a look-alike signal.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// The notification server's well-known name, object path and interface.
+const (
+	BusName    = "org.freedesktop.Notifications"
+	ObjectPath = dbus.ObjectPath("/org/freedesktop/Notifications")
+	Interface  = "org.freedesktop.Notifications"
+)
+
+// Action keys sent with every notification.
+const (
+	ActionAllow = "allow"
+	ActionDeny  = "deny"
+)
+
+// Reasons of the NotificationClosed signal (specification, "Signals").
+const (
+	ReasonExpired   uint32 = 1
+	ReasonDismissed uint32 = 2
+	ReasonClosed    uint32 = 3 // by a CloseNotification call
+	ReasonUndefined uint32 = 4
+)
+
+// callTimeout bounds each method call to the server when the caller's
+// context does not end sooner, so that a hung server cannot hang a prompt.
+const callTimeout = 10 * time.Second
+
+var (
+	// ErrNoActions is returned by Ask when the server cannot show actions
+	// (buttons), so the question could not be answered.
+	ErrNoActions = errors.New("notify: the notification server does not support actions")
+	// ErrClosed is wrapped by Ask's error when the notification was closed
+	// (dismissed, expired, closed by the server) without an answer.
+	ErrClosed = errors.New("notify: notification closed without an answer")
+	// ErrNoServer is wrapped when no notification server is on the bus.
+	ErrNoServer = errors.New("notify: no notification server")
+)
+
+// Notifier asks questions through notifications. It is safe for concurrent
+// use; each Ask shows its own notification.
+type Notifier struct {
+	conn *dbus.Conn
+
+	// AppName is the application name sent with each notification; New
+	// sets it to "authd".
+	AppName string
+	// Icon is an icon name or file:// URI; New sets it to
+	// "dialog-password".
+	Icon string
+}
+
+// New returns a Notifier using conn, normally the session bus. It subscribes
+// conn to the server's signals (a bus match rule for the notification
+// interface, sent by the owner of org.freedesktop.Notifications); Close
+// removes the rule. New does not need a server to be running.
+func New(conn *dbus.Conn) (*Notifier, error) {
+	if conn == nil {
+		return nil, errors.New("notify: nil connection")
+	}
+	if err := conn.AddMatchSignal(matchOptions()...); err != nil {
+		return nil, fmt.Errorf("notify: subscribe to notification signals: %w", err)
+	}
+	return &Notifier{conn: conn, AppName: "authd", Icon: "dialog-password"}, nil
+}
+
+func matchOptions() []dbus.MatchOption {
+	return []dbus.MatchOption{
+		dbus.WithMatchSender(BusName),
+		dbus.WithMatchObjectPath(ObjectPath),
+		dbus.WithMatchInterface(Interface),
+	}
+}
+
+// Close removes the bus match rule added by New. It does not close the
+// connection.
+func (n *Notifier) Close() error {
+	return n.conn.RemoveMatchSignal(matchOptions()...)
+}
+
+// Capabilities returns the server's capabilities (GetCapabilities), such as
+// "actions" and "body-markup".
+func (n *Notifier) Capabilities(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var caps []string
+	err := n.conn.Object(BusName, ObjectPath).CallWithContext(ctx, Interface+".GetCapabilities", 0).Store(&caps)
+	if err != nil {
+		return nil, fmt.Errorf("notify: GetCapabilities: %w", noServer(err))
+	}
+	return caps, nil
+}
+
+// SupportsActions reports whether a notification server is reachable
+// (running or D-Bus activatable) and can show actions, i.e. whether Ask can
+// work.
+func (n *Notifier) SupportsActions(ctx context.Context) bool {
+	caps, err := n.Capabilities(ctx)
+	return err == nil && slices.Contains(caps, "actions")
+}
+
+// Ask shows a critical-urgency notification with summary title, body text
+// and the actions Allow and Deny, and waits for the answer:
+//
+//   - (true, nil) when the user chose Allow;
+//   - (false, nil) when the user chose Deny (or any other action, such as
+//     clicking the notification itself);
+//   - (false, error wrapping ErrClosed) when the notification was closed
+//     without an answer (dismissed, expired);
+//   - (false, ctx.Err()) when ctx ended first; the notification is then
+//     withdrawn with CloseNotification;
+//   - (false, other error) when the server is missing (ErrNoServer), cannot
+//     show actions (ErrNoActions) or failed.
+//
+// body is plain text: Ask escapes '&', '<' and '>' because the server may
+// interpret body markup. Both strings are made valid UTF-8 (D-Bus demands
+// it). Text from untrusted sources must still be sanitised by the caller
+// (control characters, length).
+func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	// Resolve the server's unique name first and talk only to it: the
+	// answer must come from the connection that showed the notification.
+	owner, err := n.owner(ctx)
+	if err != nil {
+		return false, err
+	}
+	obj := n.conn.Object(owner, ObjectPath)
+
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	var caps []string
+	err = obj.CallWithContext(cctx, Interface+".GetCapabilities", 0).Store(&caps)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, fmt.Errorf("notify: GetCapabilities: %w", err)
+	}
+	if !slices.Contains(caps, "actions") {
+		return false, ErrNoActions
+	}
+
+	// Subscribe before Notify: the answer may arrive right after the reply.
+	sigs := make(chan *dbus.Signal, 16)
+	n.conn.Signal(sigs)
+	defer n.conn.RemoveSignal(sigs)
+
+	// Notify must not be abandoned halfway by ctx: a notification shown
+	// whose id we never learned could not be withdrawn. So it runs on a
+	// context without ctx's cancellation, and ctx is checked afterwards.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	var id uint32
+	err = obj.CallWithContext(nctx, Interface+".Notify", 0,
+		clean(n.AppName),
+		uint32(0), // replaces_id: a new notification
+		clean(n.Icon),
+		clean(title),
+		escapeMarkup(clean(body)),
+		[]string{ActionAllow, "Allow", ActionDeny, "Deny"},
+		map[string]dbus.Variant{
+			"urgency": dbus.MakeVariant(byte(2)), // critical: not expired by the server
+		},
+		int32(0), // expire_timeout: never; ctx decides
+	).Store(&id)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("notify: Notify: %w", err)
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			n.withdraw(ctx, obj, id)
+			return false, ctx.Err()
+		case sig, ok := <-sigs:
+			if !ok {
+				return false, errors.New("notify: connection closed while waiting for an answer")
+			}
+			if sig.Sender != owner || sig.Path != ObjectPath {
+				continue
+			}
+			switch sig.Name {
+			case Interface + ".ActionInvoked":
+				var gotID uint32
+				var key string
+				if dbus.Store(sig.Body, &gotID, &key) != nil || gotID != id {
+					continue
+				}
+				if key == ActionAllow {
+					return true, nil
+				}
+				// Deny, or an action we did not offer ("default", a click
+				// on the notification): no consent. Make sure it goes away.
+				n.withdraw(ctx, obj, id)
+				return false, nil
+			case Interface + ".NotificationClosed":
+				var gotID, reason uint32
+				if dbus.Store(sig.Body, &gotID, &reason) != nil || gotID != id {
+					continue
+				}
+				return false, fmt.Errorf("%w (%s)", ErrClosed, ReasonString(reason))
+			}
+		}
+	}
+}
+
+// owner returns the unique name owning BusName, starting the server by D-Bus
+// activation when it is not running.
+func (n *Notifier) owner(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	bus := n.conn.BusObject()
+	var owner string
+	err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&owner)
+	if err == nil {
+		return owner, nil
+	}
+	var started uint32
+	if serr := bus.CallWithContext(ctx, "org.freedesktop.DBus.StartServiceByName", 0, BusName, uint32(0)).Store(&started); serr != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoServer, serr)
+	}
+	if err := bus.CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&owner); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	return owner, nil
+}
+
+// withdraw closes notification id, best effort, even though ctx has ended.
+func (n *Notifier) withdraw(ctx context.Context, obj dbus.BusObject, id uint32) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	obj.CallWithContext(cctx, Interface+".CloseNotification", 0, id) // nothing to do on failure
+}
+
+// noServer marks the errors meaning "nobody owns BusName".
+func noServer(err error) error {
+	var derr dbus.Error
+	if errors.As(err, &derr) && (derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+		derr.Name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
+		return fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	return err
+}
+
+// ReasonString describes a NotificationClosed reason.
+func ReasonString(reason uint32) string {
+	switch reason {
+	case ReasonExpired:
+		return "expired"
+	case ReasonDismissed:
+		return "dismissed by the user"
+	case ReasonClosed:
+		return "closed by a CloseNotification call"
+	case ReasonUndefined:
+		return "closed, reason undefined"
+	}
+	return fmt.Sprintf("closed, unknown reason %d", reason)
+}
+
+// clean makes s a valid D-Bus string: valid UTF-8 (an invalid string would
+// make the bus drop the connection) without NUL bytes.
+func clean(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}
+
+var markupEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escapeMarkup escapes the characters that start markup or entities in the
+// body (specification, "Markup"): the body is shown as the text given.
+func escapeMarkup(s string) string {
+	return markupEscaper.Replace(s)
+}
