@@ -81,6 +81,12 @@ type Config struct {
 	Store    CredentialStore
 	State    StateStore
 	Presence Presence
+	// Verifier is built-in user verification (a fingerprint); nil when the
+	// machine offers none (getInfo then omits "uv").
+	Verifier Verifier
+	// BioEnroller manages fingerprint enrollments for
+	// authenticatorBioEnrollment; nil when not offered.
+	BioEnroller BioEnroller
 	// BootID identifies the current kernel boot; consecutive wrong PINs
 	// (PIN_AUTH_BLOCKED) are remembered until it changes.
 	BootID string
@@ -107,6 +113,8 @@ type Authenticator struct {
 	credMgmt *credMgmtState
 	// largeBlobWrite is an authenticatorLargeBlobs write in progress.
 	largeBlobWrite *largeBlobWrite
+	// bioEnrolling is the template ID of the enrollment in progress.
+	bioEnrolling []byte
 }
 
 // Timing constants (CTAP 2.1 §6.2.2, §6.5.2.1, §6.6).
@@ -188,6 +196,7 @@ var commandNames = map[byte]string{
 	cmdClientPIN: "clientPIN", cmdReset: "reset", cmdGetNextAssertion: "getNextAssertion",
 	cmdCredentialManagement: "credentialManagement", cmdSelection: "selection",
 	cmdLargeBlobs: "largeBlobs", cmdConfig: "config",
+	cmdBioEnrollment: "bioEnrollment", cmdBioEnrollmentPreview: "bioEnrollment(preview)",
 	cmdCredMgmtPreview: "credentialManagement(preview)",
 }
 
@@ -291,7 +300,7 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 		if err := decode(params, &req); err != nil {
 			return nil, err
 		}
-		return a.clientPIN(ctx, &req)
+		return a.clientPIN(ctx, &req, keepalive)
 	case cmdReset:
 		if len(params) != 0 {
 			return nil, fail(ErrInvalidLength, "reset takes no parameters")
@@ -308,6 +317,12 @@ func (a *Authenticator) dispatch(ctx context.Context, cmd byte, params []byte, k
 			return nil, err
 		}
 		return a.credentialManagement(&req)
+	case cmdBioEnrollment, cmdBioEnrollmentPreview:
+		var req bioRequest
+		if err := decode(params, &req); err != nil {
+			return nil, err
+		}
+		return a.bioEnrollment(ctx, &req, keepalive)
 	case cmdLargeBlobs:
 		var req largeBlobsRequest
 		if err := decode(params, &req); err != nil {

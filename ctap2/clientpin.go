@@ -52,7 +52,7 @@ func (a *Authenticator) consecutiveFails(st *keystore.State) int {
 	return st.PINFails
 }
 
-func (a *Authenticator) clientPIN(ctx context.Context, req *clientPINRequest) (any, error) {
+func (a *Authenticator) clientPIN(ctx context.Context, req *clientPINRequest, keepalive func(byte)) (any, error) {
 	if req.SubCommand == nil {
 		return nil, fail(ErrMissingParameter, "clientPIN subCommand missing")
 	}
@@ -83,9 +83,14 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *clientPINRequest) (a
 			return nil, fail(ErrMissingParameter, "permissions missing")
 		}
 		return a.getPINToken(req, *req.Permissions, req.RPID, ErrPINPolicyViolation)
-	case pinGetTokenUsingUV, pinGetUVRetries:
-		// No built-in user verification is offered ("uv" absent from getInfo).
-		return nil, fail(ErrInvalidSubcommand, "built-in user verification is not supported")
+	case pinGetUVRetries:
+		if a.cfg.Verifier == nil {
+			return nil, fail(ErrInvalidSubcommand, "built-in user verification is not supported")
+		}
+		n := a.cfg.State.State().UVRetries
+		return &clientPINResponse{UVRetries: &n}, nil
+	case pinGetTokenUsingUV:
+		return a.getUVToken(ctx, req, keepalive)
 	}
 	return nil, fail(ErrInvalidSubcommand, "clientPIN subcommand 0x%02x", *req.SubCommand)
 }
@@ -207,6 +212,7 @@ func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, p
 		*verified = hash
 		if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
 			st.PINRetries, st.PINFails, st.PINFailsBootID = maxPINRetries, 0, ""
+			resetUVRetries(st)
 			return nil
 		}); err != nil {
 			return wrapStore("PIN retries", err)
@@ -302,10 +308,10 @@ func (a *Authenticator) getPINToken(req *clientPINRequest, perms uint64, rpID *s
 	if perms == 0 {
 		return nil, fail(ErrInvalidParameter, "permissions must not be 0")
 	}
-	if perms&(permBE|permPCMR) != 0 {
+	if perms&permPCMR != 0 || (perms&permBE != 0 && a.cfg.BioEnroller == nil) {
 		return nil, fail(ErrUnauthorizedPermission, "permissions 0x%02x include features this authenticator does not offer", perms)
 	}
-	perms &= permSupported
+	perms &= permSupported | permBE
 	// A token with mc/ga but no rpId is bound to the RP of its first use
 	// (CTAP 2.1 §6.1.2 step 11.1.2.6), so rpId stays optional.
 	st := a.cfg.State.State()
@@ -348,4 +354,59 @@ func wrapStore(what string, err error) error {
 		return err
 	}
 	return &statusError{code: ErrOther, reason: what + ": " + err.Error()}
+}
+
+// getUVToken implements getPinUvAuthTokenUsingUvWithPermissions (CTAP 2.1
+// §6.5.5.7.3): a token issued after the built-in UV recognised the user.
+func (a *Authenticator) getUVToken(ctx context.Context, req *clientPINRequest, keepalive func(byte)) (any, error) {
+	if a.cfg.Verifier == nil {
+		return nil, fail(ErrInvalidSubcommand, "built-in user verification is not supported")
+	}
+	if req.PinUvAuthProtocol == nil || req.KeyAgreement == nil || req.Permissions == nil {
+		return nil, fail(ErrMissingParameter, "UV token request needs pinUvAuthProtocol, keyAgreement and permissions")
+	}
+	p, err := protocolOf(req.PinUvAuthProtocol)
+	if err != nil {
+		return nil, err
+	}
+	perms := *req.Permissions
+	if perms == 0 {
+		return nil, fail(ErrInvalidParameter, "permissions must not be 0")
+	}
+	// be needs bioEnroll; acfg over UV needs uvAcfg, which is not offered.
+	if perms&(permPCMR|permACFG) != 0 || (perms&permBE != 0 && a.cfg.BioEnroller == nil) {
+		return nil, fail(ErrUnauthorizedPermission, "permissions 0x%02x are not available through built-in UV", perms)
+	}
+	if !a.uvConfigured(ctx) {
+		return nil, fail(ErrNotAllowed, "built-in user verification is not configured (no finger enrolled or no sensor)")
+	}
+	if a.cfg.State.State().UVRetries <= 0 {
+		return nil, errUVBlocked
+	}
+	s, err := a.sharedSecret(p, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.builtInUV(ctx, keepalive, strOr(req.RPID), 1); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	tok, err := a.issueLocked(p.Version(), perms&(permSupported|permBE), req.RPID)
+	a.token.userPresent = true // a fingerprint is also a test of presence
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := p.Encrypt(&s, tok[:])
+	if err != nil {
+		return nil, err
+	}
+	return &clientPINResponse{PinUvAuthToken: enc}, nil
+}
+
+func strOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -54,7 +54,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 		}
 	}
 	// Step 4: options.
-	up := true
+	up, uvOpt := true, false
 	for k, v := range req.Options {
 		switch k {
 		case "rk":
@@ -62,11 +62,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 		case "up":
 			up = v
 		case "uv":
-			if v && req.PinUvAuthParam == nil {
-				return nil, fail(ErrInvalidOption, "uv=true but no built-in user verification")
-			}
+			uvOpt = v && req.PinUvAuthParam == nil
 		}
 	}
+
 	settings, err := a.cfg.State.Settings()
 	if err != nil {
 		return nil, wrapStore("settings", err)
@@ -83,13 +82,29 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 	}()
 	// Steps 5-6: user verification (required for every assertion with up
 	// under alwaysUv).
-	uv := false
-	if req.PinUvAuthParam != nil {
+	// Asking the sensor whether it is usable costs a D-Bus round trip, so
+	// only when uv or alwaysUv needs the answer (not on every sign-in).
+	uvReady := (uvOpt || (settings.AlwaysUV && up && req.PinUvAuthParam == nil)) && a.uvConfigured(ctx)
+	if uvOpt && !uvReady {
+		return nil, fail(ErrInvalidOption, "uv=true but built-in user verification is not available")
+	}
+	if settings.AlwaysUV && up && req.PinUvAuthParam == nil && uvReady {
+		uvOpt = true // alwaysUv with built-in UV: treat as uv=true (step 5)
+	}
+	uv, upDone := false, false
+	switch {
+	case req.PinUvAuthParam != nil:
 		if err := a.checkPinUvAuthParam(p, req.ClientDataHash, req.PinUvAuthParam, permGA, rpID); err != nil {
 			return nil, err
 		}
 		uv = true
-	} else if settings.AlwaysUV && up {
+	case uvOpt:
+		// Step 6.2: built-in UV (which is also a test of presence).
+		if err := a.uvForOperation(ctx, keepalive, rpID); err != nil {
+			return nil, err
+		}
+		uv, upDone = true, up
+	case settings.AlwaysUV && up:
 		return nil, fail(ErrPUATRequired, "alwaysUv: assertions need user verification")
 	}
 	// Step 7: locate credentials: those in the allowList bound to rpID, else
@@ -127,8 +142,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 	// Steps 8-9: user presence.
 	var flags byte
 	if up {
-		if err := a.confirm(ctx, keepalive, "getAssertion", rpID, creds[0].UserName, ErrOperationDenied); err != nil {
-			return nil, err
+		if !upDone {
+			if err := a.confirm(ctx, keepalive, "getAssertion", rpID, creds[0].UserName, ErrOperationDenied); err != nil {
+				return nil, err
+			}
 		}
 		flags |= flagUP
 		a.mu.Lock()

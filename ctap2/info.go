@@ -19,7 +19,7 @@ func (a *Authenticator) getInfo() (*getInfoResponse, error) {
 	if remaining < 0 {
 		remaining = 0
 	}
-	return &getInfoResponse{
+	info := &getInfoResponse{
 		Versions:   []string{"FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"},
 		Extensions: supportedExtensions,
 		AAGUID:     AAGUID[:],
@@ -53,7 +53,21 @@ func (a *Authenticator) getInfo() (*getInfoResponse, error) {
 		MaxRPIDsForSetMinPINLength:  maxRPIDsForSetMinPINLength,
 		RemainingDiscoverable:       &remaining,
 		AttestationFormats:          attestationFormats,
-	}, nil
+	}
+	// Built-in UV: "uv" is absent without a sensor, false while no finger is
+	// enrolled, true when a fingerprint can verify the user now.
+	if a.cfg.Verifier != nil {
+		ready := a.uvConfigured(context.Background())
+		info.Options["uv"] = ready
+		info.UVModality = uvModalityFingerprint
+		info.PreferredPlatformUvAttempts = uvAttemptsPerRequest
+		if a.cfg.BioEnroller != nil {
+			info.Options["bioEnroll"] = ready
+			info.Options["uvBioEnroll"] = true
+			info.Options["userVerificationMgmtPreview"] = ready
+		}
+	}
+	return info, nil
 }
 
 // reset implements authenticatorReset (CTAP 2.1 §6.6): only within 10 s of

@@ -98,7 +98,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 		return nil, err
 	}
 	// Step 5: options.
-	rk, up := false, true
+	rk, up, uvOpt := false, true, false
 	for k, v := range req.Options {
 		switch k {
 		case "rk":
@@ -106,10 +106,12 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 		case "up":
 			up = v
 		case "uv":
-			if v && req.PinUvAuthParam == nil {
-				return nil, fail(ErrInvalidOption, "uv=true but no built-in user verification")
-			}
+			uvOpt = v && req.PinUvAuthParam == nil // a pinUvAuthParam makes uv moot
 		}
+	}
+	uvReady := a.uvConfigured(ctx)
+	if uvOpt && !uvReady {
+		return nil, fail(ErrInvalidOption, "uv=true but built-in user verification is not available")
 	}
 	if !up {
 		return nil, fail(ErrInvalidOption, "up=false is not allowed for makeCredential")
@@ -133,16 +135,26 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 	// Steps 6-11: user verification. With a PIN set, only non-discoverable
 	// credentials may be made without it (makeCredUvNotRqd).
 	st := a.cfg.State.State()
-	var uv bool
-	if req.PinUvAuthParam != nil {
+	if settings.AlwaysUV && req.PinUvAuthParam == nil && uvReady {
+		uvOpt = true // alwaysUv with built-in UV: treat as uv=true (step 6)
+	}
+	var uv, upDone bool
+	switch {
+	case req.PinUvAuthParam != nil:
 		if err := a.checkPinUvAuthParam(p, req.ClientDataHash, req.PinUvAuthParam, permMC, rpID); err != nil {
 			return nil, err
 		}
 		uv = true
-	} else if settings.AlwaysUV {
+	case uvOpt:
+		// Step 11.2: built-in UV, which also collects user presence (step 13).
+		if err := a.uvForOperation(ctx, keepalive, rpID); err != nil {
+			return nil, err
+		}
+		uv, upDone = true, true
+	case settings.AlwaysUV:
 		return nil, fail(ErrPUATRequired, "alwaysUv: every credential needs user verification")
-	} else if st.PINSet && rk {
-		return nil, fail(ErrPUATRequired, "a PIN is set: discoverable credentials need a pinUvAuthToken")
+	case (st.PINSet || uvReady) && rk:
+		return nil, fail(ErrPUATRequired, "discoverable credentials need user verification (a PIN or built-in UV)")
 	}
 	// Step 12: excludeList.
 	for _, d := range req.ExcludeList {
@@ -166,9 +178,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 		}
 		return nil, fail(ErrCredentialExcluded, "a credential in excludeList exists for %s", rpID)
 	}
-	// Step 14: user presence.
-	if err := a.confirm(ctx, keepalive, "makeCredential", rpID, req.User.Name, ErrOperationDenied); err != nil {
-		return nil, err
+	// Step 14: user presence (unless built-in UV collected it).
+	if !upDone {
+		if err := a.confirm(ctx, keepalive, "makeCredential", rpID, req.User.Name, ErrOperationDenied); err != nil {
+			return nil, err
+		}
 	}
 	a.mu.Lock()
 	a.afterUPLocked()

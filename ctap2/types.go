@@ -13,6 +13,8 @@ const (
 	cmdClientPIN            = 0x06
 	cmdReset                = 0x07
 	cmdGetNextAssertion     = 0x08
+	cmdBioEnrollment        = 0x09
+	cmdBioEnrollmentPreview = 0x40
 	cmdCredentialManagement = 0x0A
 	cmdSelection            = 0x0B
 	cmdLargeBlobs           = 0x0C
@@ -124,6 +126,8 @@ type getInfoResponse struct {
 	FirmwareVersion             int             `cbor:"14,keyasint,omitempty"`
 	MaxCredBlobLength           int             `cbor:"15,keyasint,omitempty"`
 	MaxRPIDsForSetMinPINLength  int             `cbor:"16,keyasint,omitempty"`
+	PreferredPlatformUvAttempts int             `cbor:"17,keyasint,omitempty"`
+	UVModality                  int             `cbor:"18,keyasint,omitempty"`
 	RemainingDiscoverable       *int            `cbor:"20,keyasint,omitempty"`
 	AttestationFormats          []string        `cbor:"22,keyasint,omitempty"`
 }
