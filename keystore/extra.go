@@ -11,6 +11,9 @@ import (
 type Settings struct {
 	AlwaysUV          bool     `cbor:"1,keyasint,omitempty"`
 	MinPINLengthRPIDs []string `cbor:"2,keyasint,omitempty"`
+	// FingerNames are bio-enrollment friendly names, by template ID (the
+	// fingerprint service keeps the prints; authd keeps the names).
+	FingerNames map[string]string `cbor:"3,keyasint,omitempty"`
 }
 
 var (
