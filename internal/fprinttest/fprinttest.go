@@ -59,8 +59,18 @@ type Env struct {
 	// StateDir is fprintd's print store.
 	StateDir string
 
-	t    testing.TB
-	logs []*procLog
+	t       testing.TB
+	logs    []*procLog
+	fprintd *proc
+}
+
+// Options change what Start starts.
+type Options struct {
+	// NoFprintd starts only the bus and the polkit mock (to test "no
+	// fprintd").
+	NoFprintd bool
+	// Env is added to fprintd's environment.
+	Env []string
 }
 
 type procLog struct {
@@ -71,6 +81,12 @@ type procLog struct {
 // Start starts dbus-daemon, the polkitd mock and fprintd, and returns when
 // fprintd owns net.reactivated.Fprint. Everything is stopped in t.Cleanup.
 func Start(t testing.TB) *Env {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opt Options) *Env {
 	t.Helper()
 	tools := need(t)
 
@@ -113,14 +129,28 @@ func Start(t testing.TB) *Env {
 		t.Fatalf("fprinttest: polkit mock AllowUnknown: %v", err)
 	}
 
+	if opt.NoFprintd {
+		return e
+	}
 	fenv := append(env,
 		"FP_VIRTUAL_DEVICE="+e.Socket,
 		"STATE_DIRECTORY="+e.StateDir,
 		"G_MESSAGES_DEBUG=all",
 	)
-	fp := e.spawn("fprintd", fenv, tools.fprintd, "--no-timeout")
-	e.waitName(conn, FprintName, fp)
+	fenv = append(fenv, opt.Env...)
+	e.fprintd = e.spawn("fprintd", fenv, tools.fprintd, "--no-timeout")
+	e.waitName(conn, FprintName, e.fprintd)
 	return e
+}
+
+// KillFprintd kills fprintd (SIGKILL, by PID) and waits for it to exit, to
+// test a daemon that goes away mid-operation.
+func (e *Env) KillFprintd() {
+	if e.fprintd == nil {
+		return
+	}
+	_ = e.fprintd.cmd.Process.Kill()
+	<-e.fprintd.exited
 }
 
 // Conn opens a new connection to the private system bus, closed in
@@ -133,6 +163,17 @@ func (e *Env) Conn(t testing.TB) *dbus.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// AllowAll makes the polkit mock allow every action again.
+func (e *Env) AllowAll() error {
+	c, err := dbus.Connect(e.Addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Object(PolkitName, "/org/freedesktop/PolicyKit1/Authority").
+		Call("org.freedesktop.DBus.Mock.AllowUnknown", 0, true).Err
 }
 
 // SetAllowed makes the polkit mock allow exactly the given actions (for

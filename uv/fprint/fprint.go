@@ -242,10 +242,6 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err := c.prop(ctx, "scan-type", &in.ScanType); err != nil {
 		return in, err
 	}
-	in.EnrollStages = c.knownStages()
-	if in.EnrollStages > 0 {
-		return in, nil
-	}
 	var n int32
 	if err := c.prop(ctx, "num-enroll-stages", &n); err != nil {
 		return in, err
@@ -253,6 +249,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if n > 0 {
 		c.setStages(int(n))
 		in.EnrollStages = int(n)
+		return in, nil
+	}
+	if in.EnrollStages = c.knownStages(); in.EnrollStages > 0 {
 		return in, nil
 	}
 	in.EnrollStages = -1
@@ -759,5 +758,5 @@ func mapErr(op string, err error) error {
 	if sentinel == nil {
 		return fmt.Errorf("fprint: %s: %w", op, err)
 	}
-	return fmt.Errorf("fprint: %s: %w: %w", op, sentinel, err)
+	return fmt.Errorf("%w: %s: %w", sentinel, op, err)
 }
