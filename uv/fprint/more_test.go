@@ -34,6 +34,7 @@ func TestEnrollFeedback(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.SetEnrollStages(t, 3)
+	e.SetScanType(t, fprint.ScanPress)
 	if err := obj.Call("net.reactivated.Fprint.Device.Release", 0).Err; err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +75,8 @@ func TestEnrollFeedback(t *testing.T) {
 		t.Fatal("Next after completion: no error")
 	}
 	in, err := c.Info(ctx)
-	if err != nil || in.EnrollStages != 3 {
-		t.Fatalf("Info = %+v, %v; want 3 stages", in, err)
+	if err != nil || in.EnrollStages != 3 || in.ScanType != fprint.ScanPress {
+		t.Fatalf("Info = %+v, %v; want 3 stages, press", in, err)
 	}
 
 	// The device is released after completion: a second enrollment works.
