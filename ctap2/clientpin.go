@@ -187,6 +187,21 @@ func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, p
 		return fail(ErrInvalidParameter, "pinHashEnc has the wrong length")
 	}
 	defer clear(got)
+	var hash [16]byte
+	copy(hash[:], got)
+	defer clear(hash[:])
+	if err := a.checkPINHash(hash); err != nil {
+		return err
+	}
+	*verified = hash
+	return nil
+}
+
+// checkPINHash is clientPIN's verification with its counters: decrement the
+// persistent retries durably, compare, then either reset the counters (and
+// give built-in UV its retries back) or count a consecutive failure for this
+// boot and regenerate the key-agreement key.
+func (a *Authenticator) checkPINHash(hash [16]byte) error {
 	if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
 		st.PINRetries--
 		return nil
@@ -194,8 +209,6 @@ func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, p
 		return wrapStore("PIN retries", err)
 	}
 	var retries, fails int
-	var hash [16]byte
-	copy(hash[:], got)
 	ok, err := a.cfg.State.VerifyPIN(hash)
 	if errors.Is(err, keystore.ErrPINLockout) {
 		// Nothing was compared: give the retry back; the TPM's own
@@ -209,7 +222,6 @@ func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, p
 		return wrapStore("verify PIN", err)
 	}
 	if ok {
-		*verified = hash
 		if err := a.cfg.State.UpdateState(func(st *keystore.State) error {
 			st.PINRetries, st.PINFails, st.PINFailsBootID = maxPINRetries, 0, ""
 			resetUVRetries(st)
@@ -409,4 +421,37 @@ func strOr(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// VerifyPIN checks a PIN that authd itself collected (its own pinentry
+// prompt, for the local API) exactly as clientPIN does: the same blocked
+// states, the same durable retry counters, the same per-boot consecutive
+// failures. It returns nil or an error wrapping the StatusCode clientPIN
+// would have answered (PIN_INVALID, PIN_BLOCKED, PIN_AUTH_BLOCKED,
+// PIN_NOT_SET, PIN_POLICY_VIOLATION when a change is forced). Like every
+// request it waits for its turn; it fails with CHANNEL_BUSY if ctx ends first.
+func (a *Authenticator) VerifyPIN(ctx context.Context, pin []byte) error {
+	release, err := a.Idle(ctx)
+	if err != nil {
+		return fail(ErrChannelBusy, "authenticator busy")
+	}
+	defer release()
+	st := a.cfg.State.State()
+	switch {
+	case !st.PINSet:
+		return fail(ErrPINNotSet, "no PIN is set")
+	case st.PINRetries <= 0:
+		return fail(ErrPINBlocked, "PIN blocked: no retries left; only reset helps")
+	case a.consecutiveFails(&st) >= maxConsecutiveFails:
+		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot (3 consecutive wrong PINs)")
+	}
+	hash := pinuv.PINHash(pin)
+	defer clear(hash[:])
+	if err := a.checkPINHash(hash); err != nil {
+		return err
+	}
+	if a.cfg.State.State().ForcePINChange {
+		return fail(ErrPINPolicyViolation, "the PIN must be changed first (forcePINChange)")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package ctap2
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"strings"
 	"testing"
@@ -327,5 +328,32 @@ func TestPINHardwareLockout(t *testing.T) {
 	}
 	if n, _ := retries(e); n != 8 {
 		t.Fatalf("retries %d after a lockout refusal, want 8", n)
+	}
+}
+
+// TestVerifyPINDirect: authd's own PIN prompt shares clientPIN's counters.
+func TestVerifyPINDirect(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.a.VerifyPIN(ctx, []byte("1234")); StatusOf(err) != ErrPINNotSet {
+		t.Fatalf("no PIN: %v", err)
+	}
+	e.setPIN(2, "1234")
+	if err := e.a.VerifyPIN(ctx, []byte("1234")); err != nil {
+		t.Fatalf("right PIN: %v", err)
+	}
+	if err := e.a.VerifyPIN(ctx, []byte("0000")); StatusOf(err) != ErrPINInvalid {
+		t.Fatalf("wrong PIN: %v", err)
+	}
+	if n, _ := retries(e); n != 7 {
+		t.Fatalf("retries %d", n)
+	}
+	// Two more wrong PINs through clientPIN: the third consecutive failure blocks both paths.
+	e.token(2, "0000", permMC, "x")
+	if st, _, _ := e.token(2, "0000", permMC, "x"); st != ErrPINAuthBlocked {
+		t.Fatalf("third wrong PIN: %v", st)
+	}
+	if err := e.a.VerifyPIN(ctx, []byte("1234")); StatusOf(err) != ErrPINAuthBlocked {
+		t.Fatalf("after blocking: %v", err)
 	}
 }
