@@ -6,6 +6,7 @@
 //
 //	authd [--state-dir DIR] [--ctaphid-socket PATH] [--presence auto|terminal|command:PATH|allow|deny]
 //	      [--tpm auto|none|required|DEVICE|swtpm:SOCKET|tcp:HOST:PORT]
+//	      [--fingerprint auto|none|system] [--uv fingerprint,pin|pin] [--system-bus ADDRESS]
 //
 // With a TPM (--tpm auto finds /dev/tpmrm0), ES256 keys live in the TPM, the
 // store's data key is sealed to it and the PIN is checked by it.
@@ -45,6 +46,9 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	presence := fs.String("presence", "auto", "user presence: auto, terminal, command:PATH, allow (tests only), deny")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tpmSpec := fs.String("tpm", daemon.TPMAuto, "TPM: auto (/dev/tpmrm0 if usable, else software keys with a warning), none, required, a device path, swtpm:SOCKET or tcp:HOST:PORT")
+	fingerprint := fs.String("fingerprint", daemon.FingerprintAuto, "fingerprint reader through fprintd: auto (use it when fprintd has a device), none, system (required)")
+	uvSpec := fs.String("uv", daemon.UVDefault, "user verification in order of preference: fingerprint,pin or pin (no fingerprint)")
+	systemBus := fs.String("system-bus", "", "D-Bus address of the system bus where fprintd runs (default $DBUS_SYSTEM_BUS_ADDRESS or the standard system bus)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -66,15 +70,32 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
 		return 2
 	}
+	if err := daemon.CheckFingerprintSpec(*fingerprint); err != nil {
+		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
+		return 2
+	}
+	if _, err := daemon.ParseUV(*uvSpec); err != nil {
+		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := serve(log, *stateDir, *sock, *presence, *tpmSpec, stdin); err != nil {
+	opts := options{stateDir: *stateDir, sock: *sock, presence: *presence, tpm: *tpmSpec,
+		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus}
+	if err := serve(log, opts, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
 	}
 	return 0
 }
 
-func serve(log *slog.Logger, stateDir, sock, presenceSpec, tpmSpec string, stdin *os.File) error {
+// options are the daemon's flags.
+type options struct {
+	stateDir, sock, presence, tpm string
+	fingerprint, uv, systemBus    string
+}
+
+func serve(log *slog.Logger, o options, stdin *os.File) error {
+	stateDir, sock, presenceSpec := o.stateDir, o.sock, o.presence
 	var err error
 	if stateDir == "" {
 		if stateDir, err = sysinfo.DefaultStateDir(); err != nil {
@@ -97,12 +118,15 @@ func serve(log *slog.Logger, stateDir, sock, presenceSpec, tpmSpec string, stdin
 		return err
 	}
 	d, err := daemon.New(daemon.Config{
-		StateDir: stateDir,
-		Presence: presence,
-		BootID:   bootID,
-		Logger:   log,
-		Version:  parseVersion(version),
-		TPM:      tpmSpec,
+		StateDir:    stateDir,
+		Presence:    presence,
+		BootID:      bootID,
+		Logger:      log,
+		Version:     parseVersion(version),
+		TPM:         o.tpm,
+		Fingerprint: o.fingerprint,
+		SystemBus:   o.systemBus,
+		UV:          o.uv,
 	})
 	if err != nil {
 		return err
@@ -116,7 +140,7 @@ func serve(log *slog.Logger, stateDir, sock, presenceSpec, tpmSpec string, stdin
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec,
-		"tpm", d.TPM())
+		"tpm", d.TPM(), "fingerprint", d.Fingerprint())
 	serr := d.ServeCTAPHID(ctx, ln)
 	stop()
 	cerr := d.Close()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/authd/authd/ctap2"
 	"github.com/authd/authd/ctaphid"
 	"github.com/authd/authd/internal/unixsock"
@@ -38,6 +40,18 @@ type Config struct {
 	// (tests and benchmarks wrap its transport). The daemon does not close
 	// it; the caller does, after Close.
 	TPMDevice *tpm.Device
+	// Fingerprint selects built-in user verification and bioEnrollment
+	// through fprintd: "" or FingerprintNone (none), FingerprintAuto (fprintd
+	// when it has a device, else none with one info line) or
+	// FingerprintSystem (fprintd, or refuse to start). authd's --fingerprint
+	// defaults to auto.
+	Fingerprint string
+	// SystemBus is the D-Bus address of the system bus where fprintd runs;
+	// "" means DBUS_SYSTEM_BUS_ADDRESS or the standard system bus.
+	SystemBus string
+	// UV is the user-verification preference (see ParseUV): "" or
+	// "fingerprint,pin" (the default), or "pin" (no fingerprint).
+	UV string
 }
 
 // Daemon is a running authenticator: store, engine and CTAPHID server.
@@ -53,6 +67,8 @@ type Daemon struct {
 	hid    *ctaphid.Server
 	uid    uint32
 	wg     sync.WaitGroup
+	fp     *fprintUV  // nil without a fingerprint reader
+	bus    *dbus.Conn // the system bus connection fp uses
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,15 +110,27 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	store := d.store
-	engine, err := ctap2.New(ctap2.Config{
+	fp, bus, err := openFingerprint(log, cfg.Fingerprint, cfg.SystemBus, cfg.UV, store)
+	if err != nil {
+		store.Close()
+		d.closeTPM()
+		return nil, err
+	}
+	d.fp, d.bus = fp, bus
+	ecfg := ctap2.Config{
 		Store:           store,
 		State:           store,
 		Presence:        cfg.Presence,
 		BootID:          cfg.BootID,
 		Logger:          log,
 		FirmwareVersion: int(cfg.Version[0])<<16 | int(cfg.Version[1])<<8 | int(cfg.Version[2]),
-	})
+	}
+	if fp != nil {
+		ecfg.Verifier, ecfg.BioEnroller = fp, fp
+	}
+	engine, err := ctap2.New(ecfg)
 	if err != nil {
+		d.closeBus()
 		store.Close()
 		d.closeTPM()
 		return nil, fmt.Errorf("daemon: %w", err)
@@ -159,6 +187,18 @@ func (d *Daemon) dataKeySealer() string {
 		return keystore.BackendTPM
 	}
 	return keystore.BackendSoftware
+}
+
+// Fingerprint reports whether a fingerprint reader is in use.
+func (d *Daemon) Fingerprint() bool { return d.fp != nil }
+
+func (d *Daemon) closeBus() {
+	if d.fp != nil {
+		d.fp.EnrollCancel()
+	}
+	if d.bus != nil {
+		d.bus.Close()
+	}
 }
 
 func (d *Daemon) closeTPM() error {
@@ -276,5 +316,6 @@ func (d *Daemon) close() error {
 	if _, err := d.engine.Idle(ctx); err != nil {
 		d.log.Warn("daemon: an operation is still running at shutdown", "err", err)
 	}
+	d.closeBus()
 	return errors.Join(d.store.Close(), d.closeTPM())
 }
