@@ -62,28 +62,29 @@ func (e *Error) Is(target error) bool {
 // result is at most max bytes; when s does not fit it is cut between runes
 // and ends in "…".
 func escapeArg(s string, max int) string {
-	var b strings.Builder
 	const ellipsis = "…"
+	var b strings.Builder
+	cut := -1 // length of b when it last had room for the ellipsis
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		enc := s[i : i+size]
-		if size == 1 && (s[i] < 0x20 || s[i] == 0x7f || s[i] == '%') {
-			enc = fmt.Sprintf("%%%02X", s[i])
-		} else if r == utf8.RuneError && size == 1 {
-			enc = "\uFFFD"
+		if b.Len()+len(ellipsis) <= max {
+			cut = b.Len()
+		}
+		switch {
+		case size == 1 && (s[i] < 0x20 || s[i] == 0x7f || s[i] == '%'):
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		case r == utf8.RuneError && size == 1:
+			b.WriteString("\uFFFD")
+		default:
+			b.WriteString(s[i : i+size])
 		}
 		i += size
-		room := max - b.Len()
-		if i < len(s) {
-			room -= len(ellipsis) // keep space for the mark unless this is the last rune
-		}
-		if len(enc) > room {
-			if b.Len()+len(ellipsis) <= max {
-				b.WriteString(ellipsis)
+		if b.Len() > max {
+			if cut < 0 {
+				return ""
 			}
-			return b.String()
+			return b.String()[:cut] + ellipsis
 		}
-		b.WriteString(enc)
 	}
 	return b.String()
 }

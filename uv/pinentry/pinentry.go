@@ -6,7 +6,7 @@
 // the program's stdin and stdout:
 //
 //	S: OK Pleased to meet you                    greeting
-//	C: OPTION ttyname=/dev/pts/3                 from GPG_TTY (also ttytype, display)
+//	C: OPTION ttyname=/dev/pts/3                 from GPG_TTY (and ttytype from TERM)
 //	C: SETTITLE / SETDESC / SETPROMPT / SETERROR / SETOK / SETCANCEL / SETTIMEOUT
 //	C: GETPIN                                    or CONFIRM
 //	S: D 12%2534                                 the PIN, %-escaped ("12%34")
@@ -233,16 +233,16 @@ func (s *session) converse(pr Prompt, ask func(*session) error) error {
 	if !isOK(line) {
 		return fmt.Errorf("%w: greeting is %q, not OK", ErrProtocol, clip(line))
 	}
-	env := s.cmd.Env
-	for _, opt := range []struct{ env, option string }{
-		{"GPG_TTY", "ttyname"},
-		{"TERM", "ttytype"},
-		{"DISPLAY", "display"},
-	} {
-		if v := lookupEnv(env, opt.env); v != "" {
-			// Options are advisory: a pinentry that does not know one
-			// answers ERR, which is not a reason to give up.
-			if err := s.command("OPTION "+opt.option+"="+escapeArg(sanitize(v, false), MaxLine-64), nil); err != nil && !isAssuanErr(err) {
+	// Options are advisory: a pinentry that does not know one answers ERR,
+	// which is not a reason to give up. A terminal's type only matters with
+	// a terminal to prompt on; DISPLAY and the like are in the environment.
+	if tty := lookupEnv(s.cmd.Env, "GPG_TTY"); tty != "" {
+		opts := []string{"ttyname=" + tty}
+		if term := lookupEnv(s.cmd.Env, "TERM"); term != "" {
+			opts = append(opts, "ttytype="+term)
+		}
+		for _, o := range opts {
+			if err := s.command("OPTION "+escapeArg(sanitize(o, false), MaxLine-len("OPTION ")), nil); err != nil && !isAssuanErr(err) {
 				return err
 			}
 		}
