@@ -325,7 +325,7 @@ func (s *session) command(line string, data *Secret) error {
 func (s *session) failed(what string, err error) error {
 	select {
 	case <-s.exited:
-	case <-time.After(100 * time.Millisecond): // usually exiting right now
+	case <-time.After(grace): // usually exiting right now
 	}
 	select {
 	case <-s.exited:
