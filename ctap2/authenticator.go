@@ -368,7 +368,8 @@ func (a *Authenticator) confirm(ctx context.Context, keepalive func(byte), op, r
 		return nil
 	case ctx.Err() != nil:
 		return fail(ErrKeepaliveCancel, "%s cancelled while waiting for the user", op)
-	case wctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded) || wctx.Err() != nil:
+		// The prompt's own timeout counts as a timeout too.
 		return fail(timeoutCode, "%s: user presence timed out", op)
 	}
 	return fail(ErrOperationDenied, "%s: user declined: %v", op, err)

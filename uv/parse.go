@@ -1,22 +1,30 @@
 package uv
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/authd/authd/uv/notify"
+	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 )
 
 // PresenceModes describes the values ParsePresence accepts, for flag help.
-const PresenceModes = "auto, terminal, command:PATH, allow or deny"
+const PresenceModes = "auto, notify, pinentry[:PATH], terminal, command:PATH, allow or deny"
 
 // ParsePresence builds the Presence selected by the --presence flag:
 //
-//	auto          terminal if stdin is a terminal, else deny (with a log line
-//	              explaining how to configure presence)
+//	auto          notify when a notification server with actions answers on
+//	              the session bus, else pinentry when a display is present
+//	              and pinentry is installed, else terminal when stdin is a
+//	              terminal, else deny (with a log line saying what was missing)
+//	notify        NotifyPresence: a desktop notification with Allow/Deny
+//	pinentry[:P]  PinentryPresence: pinentry's CONFIRM dialog (P: program)
 //	terminal      TerminalPresence reading stdin; prompts go to stderr, or to
 //	              /dev/tty when stderr is redirected away from the terminal
 //	command:PATH  CommandPresence running PATH, which must be an absolute
@@ -38,14 +46,48 @@ func ParsePresence(spec string, stdin *os.File, logger *slog.Logger) (Presence, 
 			return nil, fmt.Errorf("uv: --presence terminal: no stdin")
 		}
 		return &TerminalPresence{In: stdin, Out: terminalOut(), Logger: logger}, nil
+	case spec == "notify":
+		n, err := sessionNotifier(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("uv: --presence notify: %w", err)
+		}
+		return NotifyPresence{Notifier: n, Logger: logger}, nil
+	case spec == "pinentry" || strings.HasPrefix(spec, "pinentry:"):
+		return NewPinentryPresence(strings.TrimPrefix(strings.TrimPrefix(spec, "pinentry"), ":"), logger)
 	case spec == "auto":
+		var missing []string
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		n, err := sessionNotifier(ctx)
+		if err == nil && n.SupportsActions(ctx) {
+			cancel()
+			logger.Info("user presence will be asked with desktop notifications (--presence auto)")
+			return NotifyPresence{Notifier: n, Logger: logger}, nil
+		}
+		cancel()
+		if err != nil {
+			missing = append(missing, "no notification server on the session bus ("+err.Error()+")")
+		} else {
+			n.Close()
+			missing = append(missing, "the notification server cannot show Allow/Deny actions")
+		}
+		if os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "" {
+			if p, err := NewPinentryPresence("", logger); err == nil {
+				logger.Info("user presence will be asked with pinentry (--presence auto)", "program", p.Program.Path)
+				return p, nil
+			} else {
+				missing = append(missing, "no pinentry program ("+err.Error()+")")
+			}
+		} else {
+			missing = append(missing, "no display for pinentry")
+		}
 		if stdin != nil && isTerminal(stdin) {
 			logger.Info("user presence will be asked on the terminal (--presence auto)")
 			return &TerminalPresence{In: stdin, Out: terminalOut(), Logger: logger}, nil
 		}
-		reason := "stdin is not a terminal, so there is nobody to ask (--presence auto)"
+		missing = append(missing, "stdin is not a terminal")
+		reason := "nobody can be asked (--presence auto): " + strings.Join(missing, "; ")
 		logger.Warn("every request needing user presence will be declined: " + reason +
-			"; configure user presence with --presence terminal|command:PATH|allow")
+			"; configure user presence with --presence notify|pinentry|terminal|command:PATH|allow")
 		return DenyPresence{Reason: reason, Logger: logger}, nil
 	case strings.HasPrefix(spec, "command:"):
 		path := strings.TrimPrefix(spec, "command:")
@@ -91,4 +133,19 @@ func terminalOut() *os.File {
 		return tty // lives as long as the daemon
 	}
 	return os.Stderr
+}
+
+// sessionNotifier connects to the session bus's notification server. The
+// connection lives as long as the daemon.
+func sessionNotifier(ctx context.Context) (*notify.Notifier, error) {
+	conn, err := dbus.ConnectSessionBus(dbus.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	n, err := notify.New(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return n, nil
 }

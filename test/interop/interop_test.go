@@ -196,6 +196,7 @@ type daemon struct {
 	stateDir string
 	sock     string
 	presence string
+	tpm      string // --tpm value; "" means none
 	stderr   syncBuffer
 	runs     int
 
@@ -249,8 +250,12 @@ func (d *daemon) start(t *testing.T) {
 	// --tpm none: these suites test the software keystore, and on a machine
 	// with a real TPM their wrong-PIN sequences must not count against its
 	// dictionary-attack lockout (tpm_test.go covers the TPM on swtpm).
+	tpmSpec := d.tpm
+	if tpmSpec == "" {
+		tpmSpec = "none"
+	}
 	cmd := exec.Command(d.bin, "--state-dir", d.stateDir, "--ctaphid-socket", d.sock,
-		"--presence", d.presence, "--tpm", "none")
+		"--presence", d.presence, "--tpm", tpmSpec)
 	cmd.Stdout = &d.stderr
 	cmd.Stderr = &d.stderr
 	if err := cmd.Start(); err != nil {

@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,30 +23,10 @@ import (
 // made without a TPM migrating to it, and swtpm restarting under a running
 // authd.
 
-// useTPM makes d run authd with --tpm spec, through a wrapper script (the
-// daemon helpers of interop_test.go start d.bin with their own flags).
+// useTPM makes d run authd with --tpm spec.
 func useTPM(t *testing.T, d *daemon, spec string) {
 	t.Helper()
-	bin := buildAuthd(t)
-	script := filepath.Join(t.TempDir(), "authd-tpm")
-	body := fmt.Sprintf("#!/bin/sh\nexec %s --tpm %s \"$@\"\n", shellQuote(bin), shellQuote(spec))
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// A child forked by a parallel test may still hold the write descriptor
-	// for a moment (until its exec closes it): exec then fails with
-	// ETXTBSY. Run the script once, retrying, before handing it out.
-	for i := 0; ; i++ {
-		err := exec.Command(script, "--version").Run()
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.ETXTBSY) || i == 100 {
-			t.Fatalf("%s --version: %v", script, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	d.bin = script
+	d.tpm = spec
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
