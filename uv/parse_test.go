@@ -53,8 +53,8 @@ func TestParsePresence(t *testing.T) {
 		{"command:" + filepath.Join(dir, "absent"), nil, isErr, "no such file"},
 		{"command:" + noexec, nil, isErr, "not executable"},
 		{"command:" + dir, nil, isErr, "not a regular file"},
-		{"", nil, isErr, "auto, terminal, command:PATH, allow or deny"},
-		{"yes", nil, isErr, "auto, terminal, command:PATH, allow or deny"},
+		{"", nil, isErr, "auto, notify, pinentry[:PATH], terminal, command:PATH, allow or deny"},
+		{"yes", nil, isErr, "auto, notify, pinentry[:PATH], terminal, command:PATH, allow or deny"},
 		{"Allow", nil, isErr, "unknown presence mode"},
 	}
 	for _, tt := range tests {
@@ -108,12 +108,17 @@ func TestParsePresenceAutoOnTerminal(t *testing.T) {
 }
 
 func TestParsePresenceAutoExplains(t *testing.T) {
+	// No notification server, no display, no terminal: nobody to ask.
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+t.TempDir()+"/no-bus")
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
 	log, logs := testLogger()
 	p, err := ParsePresence("auto", nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "--presence terminal|command:PATH|allow") {
+	if !strings.Contains(logs.String(), "--presence notify|pinentry|terminal|command:PATH|allow") ||
+		!strings.Contains(logs.String(), "no notification server") || !strings.Contains(logs.String(), "no display") {
 		t.Errorf("auto without a terminal does not explain itself: %s", logs)
 	}
 	if err := p.ConfirmPresence(context.Background(), OpGetAssertion, "example.com", ""); !errors.Is(err, ErrDeclined) {
@@ -145,7 +150,7 @@ func TestDenyPresence(t *testing.T) {
 	if !errors.Is(err, ErrDeclined) || !strings.Contains(err.Error(), "no terminal") {
 		t.Errorf("DenyPresence = %v", err)
 	}
-	if !strings.Contains(logs.String(), "--presence terminal|command:PATH|allow") {
+	if !strings.Contains(logs.String(), "--presence notify|pinentry|terminal|command:PATH|allow") {
 		t.Errorf("log does not say how to configure presence: %s", logs)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -47,7 +47,7 @@ func (p DenyPresence) ConfirmPresence(ctx context.Context, op, rpID, userName st
 		reason = "no way to ask the user is configured"
 	}
 	logger(p.Logger).Warn("presence declined: "+reason+
-		"; configure user presence with --presence terminal|command:PATH|allow",
+		"; configure user presence with --presence notify|pinentry|terminal|command:PATH|allow",
 		"op", op, "rp", Sanitize(rpID, maxRPIDRunes))
 	return fmt.Errorf("%w: %s", ErrDeclined, reason)
 }

@@ -17,7 +17,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--no-such-flag"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"--log-level", "loud"}, 2, "--log-level"},
-		{[]string{"--presence", "maybe", "--state-dir", t.TempDir()}, 1, "auto, terminal, command:PATH, allow or deny"},
+		{[]string{"--presence", "maybe", "--state-dir", t.TempDir()}, 1, "auto, notify, pinentry[:PATH], terminal, command:PATH, allow or deny"},
 		{[]string{"--presence", "command:relative/path", "--state-dir", t.TempDir()}, 1, "absolute"},
 		{[]string{"--tpm", "tpm2"}, 2, "want auto, none, required"},
 		{[]string{"--tpm", "swtpm:"}, 2, "--tpm"},
