@@ -43,7 +43,8 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "", "directory for credentials and state (default $XDG_DATA_HOME/authd)")
 	sock := fs.String("ctaphid-socket", "", "Unix socket serving CTAPHID reports (default $XDG_RUNTIME_DIR/authd/ctaphid.sock)")
-	presence := fs.String("presence", "auto", "user presence: auto, terminal, command:PATH, allow (tests only), deny")
+	presence := fs.String("presence", "auto", "user presence: auto (notify, else pinentry, else terminal, else deny), notify, pinentry[:PATH], terminal, command:PATH, allow (tests only), deny")
+	pinentryProg := fs.String("pinentry", "", "pinentry program for authd's own PIN prompt (default: pinentry on PATH)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tpmSpec := fs.String("tpm", daemon.TPMAuto, "TPM: auto (/dev/tpmrm0 if usable, else software keys with a warning), none, required, a device path, swtpm:SOCKET or tcp:HOST:PORT")
 	fingerprint := fs.String("fingerprint", daemon.FingerprintAuto, "fingerprint reader through fprintd: auto (use it when fprintd has a device), none, system (required)")
@@ -80,7 +81,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := options{stateDir: *stateDir, sock: *sock, presence: *presence, tpm: *tpmSpec,
-		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus}
+		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus, pinentry: *pinentryProg}
 	if err := serve(log, opts, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
@@ -92,6 +93,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 type options struct {
 	stateDir, sock, presence, tpm string
 	fingerprint, uv, systemBus    string
+	pinentry                      string
 }
 
 func serve(log *slog.Logger, o options, stdin *os.File) error {
@@ -127,6 +129,7 @@ func serve(log *slog.Logger, o options, stdin *os.File) error {
 		Fingerprint: o.fingerprint,
 		SystemBus:   o.systemBus,
 		UV:          o.uv,
+		Pinentry:    o.pinentry,
 	})
 	if err != nil {
 		return err

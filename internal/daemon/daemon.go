@@ -52,23 +52,27 @@ type Config struct {
 	// UV is the user-verification preference (see ParseUV): "" or
 	// "fingerprint,pin" (the default), or "pin" (no fingerprint).
 	UV string
+	// Pinentry is the program for authd's own PIN prompt (PromptPIN): an
+	// absolute path or a name on PATH; "" means "pinentry".
+	Pinentry string
 }
 
 // Daemon is a running authenticator: store, engine and CTAPHID server.
 type Daemon struct {
-	log    *slog.Logger
-	dir    string
-	dev    *tpm.Device // nil in software mode
-	ownDev bool        // dev was opened here and is closed by Close
-	tpm    string      // the TPM in use, or TPMNone
-	warn   string      // why auto fell back to software keys
-	store  *keystore.Store
-	engine *ctap2.Authenticator
-	hid    *ctaphid.Server
-	uid    uint32
-	wg     sync.WaitGroup
-	fp     *fprintUV  // nil without a fingerprint reader
-	bus    *dbus.Conn // the system bus connection fp uses
+	log          *slog.Logger
+	dir          string
+	dev          *tpm.Device // nil in software mode
+	ownDev       bool        // dev was opened here and is closed by Close
+	tpm          string      // the TPM in use, or TPMNone
+	warn         string      // why auto fell back to software keys
+	store        *keystore.Store
+	engine       *ctap2.Authenticator
+	hid          *ctaphid.Server
+	uid          uint32
+	wg           sync.WaitGroup
+	pinentryPath string
+	fp           *fprintUV  // nil without a fingerprint reader
+	bus          *dbus.Conn // the system bus connection fp uses
 
 	closeOnce sync.Once
 	closeErr  error
@@ -117,6 +121,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.fp, d.bus = fp, bus
+	d.pinentryPath = cfg.Pinentry
 	ecfg := ctap2.Config{
 		Store:           store,
 		State:           store,
