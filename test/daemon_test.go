@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/authd/authd/internal/daemon"
 	"github.com/authd/authd/internal/unixsock"
 	"github.com/authd/authd/keystore"
+	"github.com/authd/authd/uv"
 )
 
 // waitPresence blocks every presence request until its context ends, and
@@ -136,4 +138,40 @@ func TestShutdownWithOperationInFlight(t *testing.T) {
 		t.Fatalf("cancelled makeCredential stored a credential (%d)", n)
 	}
 	d.Close()
+}
+
+// recordRequester remembers which program the presence prompt would name.
+type recordRequester struct{ got chan string }
+
+func (r recordRequester) ConfirmPresence(ctx context.Context, op, rpID, user string) error {
+	r.got <- uv.Requester(ctx)
+	return nil
+}
+
+// TestPresenceNamesTheRequester: the program on the other end of the socket
+// (SO_PEERCRED) is named in presence prompts.
+func TestPresenceNamesTheRequester(t *testing.T) {
+	dir := t.TempDir()
+	r := recordRequester{got: make(chan string, 1)}
+	d, err := daemon.New(daemon.Config{StateDir: filepath.Join(dir, "state"), Presence: r, BootID: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "run", "s.sock")
+	ln, err := unixsock.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.ServeCTAPHID(ctx, ln) }()
+	defer func() { cancel(); <-done; d.Close() }()
+	c := dialClient(t, sock)
+	if _, resp, err := c.Call(context.Background(), ctaphid.CmdCBOR, mcMessage(t, false, 1)); err != nil || resp[0] != 0 {
+		t.Fatalf("makeCredential: %v", err)
+	}
+	exe, _ := os.Executable()
+	if got := <-r.got; got != filepath.Base(exe) {
+		t.Fatalf("requester %q, want %q", got, filepath.Base(exe))
+	}
 }

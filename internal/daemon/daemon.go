@@ -21,6 +21,7 @@ import (
 	"github.com/authd/authd/internal/unixsock"
 	"github.com/authd/authd/keystore"
 	"github.com/authd/authd/tpm"
+	"github.com/authd/authd/uv"
 )
 
 // Config describes one daemon.
@@ -284,7 +285,7 @@ func (d *Daemon) ServeCTAPHID(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("daemon: accept: %w", err)
 		}
-		uid, err := unixsock.PeerUID(conn)
+		uid, pid, err := unixsock.PeerCred(conn)
 		if err != nil || uid != d.uid {
 			d.log.Warn("daemon: refusing CTAPHID connection from another user", "peer_uid", uid, "err", err)
 			conn.Close()
@@ -297,7 +298,9 @@ func (d *Daemon) ServeCTAPHID(ctx context.Context, ln net.Listener) error {
 			// Closing the connection when ctx ends unblocks its reader.
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()
-			if err := d.hid.ServeConn(ctx, conn); err != nil && ctx.Err() == nil {
+			// Presence prompts name the program asking, where known.
+			cctx := uv.WithRequester(ctx, programName(pid))
+			if err := d.hid.ServeConn(cctx, conn); err != nil && ctx.Err() == nil {
 				d.log.Debug("daemon: CTAPHID connection ended", "err", err)
 			}
 		}()
@@ -323,4 +326,18 @@ func (d *Daemon) close() error {
 	}
 	d.closeBus()
 	return errors.Join(d.store.Close(), d.closeTPM())
+}
+
+// programName is the executable of process pid ("" when unknown), as shown
+// in presence prompts. Another process of the same user could lie about it,
+// so it informs the user; it decides nothing.
+func programName(pid int32) string {
+	if pid <= 0 {
+		return ""
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(exe)
 }

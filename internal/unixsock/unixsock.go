@@ -127,26 +127,33 @@ func removeStale(path string) error {
 // Unix socket connection, as recorded by the kernel at connect time
 // (SO_PEERCRED).
 func PeerUID(conn net.Conn) (uint32, error) {
+	uid, _, err := PeerCred(conn)
+	return uid, err
+}
+
+// PeerCred returns the user ID and process ID of the peer of conn, as the
+// kernel recorded them at connect time (SO_PEERCRED).
+func PeerCred(conn net.Conn) (uid uint32, pid int32, err error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return 0, fmt.Errorf("unixsock: peer credentials: %T is not a socket", conn)
+		return 0, 0, fmt.Errorf("unixsock: peer credentials: %T is not a socket", conn)
 	}
 	if _, ok := conn.LocalAddr().(*net.UnixAddr); !ok {
-		return 0, fmt.Errorf("unixsock: peer credentials: %T is not a Unix socket", conn)
+		return 0, 0, fmt.Errorf("unixsock: peer credentials: %T is not a Unix socket", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("unixsock: peer credentials: %w", err)
+		return 0, 0, fmt.Errorf("unixsock: peer credentials: %w", err)
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, fmt.Errorf("unixsock: peer credentials: %w", err)
+		return 0, 0, fmt.Errorf("unixsock: peer credentials: %w", err)
 	}
 	if serr != nil {
-		return 0, fmt.Errorf("unixsock: peer credentials: %w", serr)
+		return 0, 0, fmt.Errorf("unixsock: peer credentials: %w", serr)
 	}
-	return cred.Uid, nil
+	return cred.Uid, cred.Pid, nil
 }
