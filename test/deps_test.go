@@ -76,9 +76,11 @@ func TestWiringOnlyInComposition(t *testing.T) {
 			if imp == mod+"tpm" && !strings.HasPrefix(pkg, mod+"cmd/") && pkg != mod+"internal/daemon" {
 				t.Errorf("%s imports tpm; only cmd/* and internal/daemon may", pkg)
 			}
-			// The swtpm harness is for tests only.
-			if imp == mod+"internal/swtpmtest" {
-				t.Errorf("%s imports internal/swtpmtest outside its tests", pkg)
+			// The swtpm, fprintd and notification harnesses are for tests only.
+			for _, h := range []string{"internal/swtpmtest", "internal/fprinttest", "uv/notify/notifytest"} {
+				if imp == mod+h {
+					t.Errorf("%s imports %s outside its tests", pkg, h)
+				}
 			}
 		}
 	}
