@@ -149,3 +149,18 @@ func sessionNotifier(ctx context.Context) (*notify.Notifier, error) {
 	}
 	return n, nil
 }
+
+// WithTimeout sets how long a prompt stays up for the presence modes that
+// show one themselves (notify, pinentry); others follow their context's
+// deadline, which the engine sets to the same timeout.
+func WithTimeout(p Presence, d time.Duration) Presence {
+	switch v := p.(type) {
+	case NotifyPresence:
+		v.Timeout = d
+		return v
+	case PinentryPresence:
+		v.Timeout = d
+		return v
+	}
+	return p
+}

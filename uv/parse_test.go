@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParsePresence(t *testing.T) {
@@ -167,3 +168,17 @@ var (
 	_ Presence = CommandPresence{}
 	_ Presence = (*TerminalPresence)(nil)
 )
+
+func TestWithTimeout(t *testing.T) {
+	p := WithTimeout(NotifyPresence{}, 5*time.Second)
+	if p.(NotifyPresence).Timeout != 5*time.Second {
+		t.Fatal("notify timeout not set")
+	}
+	p = WithTimeout(PinentryPresence{}, 7*time.Second)
+	if p.(PinentryPresence).Timeout != 7*time.Second {
+		t.Fatal("pinentry timeout not set")
+	}
+	if _, ok := WithTimeout(AllowPresence{}, time.Second).(AllowPresence); !ok {
+		t.Fatal("other modes unchanged")
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/authd/authd/internal/daemon"
 	"github.com/authd/authd/internal/sysinfo"
@@ -44,6 +45,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	stateDir := fs.String("state-dir", "", "directory for credentials and state (default $XDG_DATA_HOME/authd)")
 	sock := fs.String("ctaphid-socket", "", "Unix socket serving CTAPHID reports (default $XDG_RUNTIME_DIR/authd/ctaphid.sock)")
 	presence := fs.String("presence", "auto", "user presence: auto (notify, else pinentry, else terminal, else deny), notify, pinentry[:PATH], terminal, command:PATH, allow (tests only), deny")
+	presenceTimeout := fs.Duration("presence-timeout", 30*time.Second, "how long a prompt or a fingerprint scan waits for the user")
 	pinentryProg := fs.String("pinentry", "", "pinentry program for authd's own PIN prompt (default: pinentry on PATH)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tpmSpec := fs.String("tpm", daemon.TPMAuto, "TPM: auto (/dev/tpmrm0 if usable, else software keys with a warning), none, required, a device path, swtpm:SOCKET or tcp:HOST:PORT")
@@ -81,7 +83,8 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := options{stateDir: *stateDir, sock: *sock, presence: *presence, tpm: *tpmSpec,
-		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus, pinentry: *pinentryProg}
+		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus, pinentry: *pinentryProg,
+		presenceTimeout: *presenceTimeout}
 	if err := serve(log, opts, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
@@ -94,6 +97,7 @@ type options struct {
 	stateDir, sock, presence, tpm string
 	fingerprint, uv, systemBus    string
 	pinentry                      string
+	presenceTimeout               time.Duration
 }
 
 func serve(log *slog.Logger, o options, stdin *os.File) error {
@@ -115,21 +119,26 @@ func serve(log *slog.Logger, o options, stdin *os.File) error {
 	if err != nil {
 		return err
 	}
+	if o.presenceTimeout <= 0 {
+		return fmt.Errorf("--presence-timeout must be positive")
+	}
+	presence = uv.WithTimeout(presence, o.presenceTimeout)
 	bootID, err := sysinfo.BootID()
 	if err != nil {
 		return err
 	}
 	d, err := daemon.New(daemon.Config{
-		StateDir:    stateDir,
-		Presence:    presence,
-		BootID:      bootID,
-		Logger:      log,
-		Version:     parseVersion(version),
-		TPM:         o.tpm,
-		Fingerprint: o.fingerprint,
-		SystemBus:   o.systemBus,
-		UV:          o.uv,
-		Pinentry:    o.pinentry,
+		StateDir:        stateDir,
+		Presence:        presence,
+		BootID:          bootID,
+		Logger:          log,
+		Version:         parseVersion(version),
+		TPM:             o.tpm,
+		Fingerprint:     o.fingerprint,
+		SystemBus:       o.systemBus,
+		UV:              o.uv,
+		Pinentry:        o.pinentry,
+		PresenceTimeout: o.presenceTimeout,
 	})
 	if err != nil {
 		return err

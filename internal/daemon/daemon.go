@@ -56,6 +56,9 @@ type Config struct {
 	// Pinentry is the program for authd's own PIN prompt (PromptPIN): an
 	// absolute path or a name on PATH; "" means "pinentry".
 	Pinentry string
+	// PresenceTimeout bounds every wait for the user (presence prompts,
+	// fingerprint scans); 0 means 30 s.
+	PresenceTimeout time.Duration
 }
 
 // Daemon is a running authenticator: store, engine and CTAPHID server.
@@ -130,6 +133,7 @@ func New(cfg Config) (*Daemon, error) {
 		BootID:          cfg.BootID,
 		Logger:          log,
 		FirmwareVersion: int(cfg.Version[0])<<16 | int(cfg.Version[1])<<8 | int(cfg.Version[2]),
+		PresenceTimeout: cfg.PresenceTimeout,
 	}
 	if fp != nil {
 		ecfg.Verifier, ecfg.BioEnroller = fp, fp
