@@ -117,6 +117,12 @@ func (a *Authenticator) checkNewPIN(p pinuv.Protocol, s *pinuv.SharedSecret, new
 	if err != nil {
 		return [16]byte{}, 0, fail(ErrInvalidParameter, "newPinEnc: %v", err)
 	}
+	return a.pinPolicy(pin)
+}
+
+// pinPolicy applies the PIN rules (CTAP 2.1 §6.5.5.5: at least minPINLength
+// code points, at most 63 bytes, UTF-8) and returns the PIN's hash.
+func (a *Authenticator) pinPolicy(pin []byte) ([16]byte, int, error) {
 	st := a.cfg.State.State()
 	n := utf8.RuneCount(pin)
 	if n < st.MinPINLength || len(pin) > maxPINBytes || !utf8.Valid(pin) {
