@@ -76,13 +76,15 @@ func serve(tb testing.TB, dt *daemonT, msg []byte) {
 }
 
 // TestTPMCommandsPerAssertion: a getAssertion costs at most 3 TPM commands
-// (FlushContext of the previously cached key, Load, Sign), and 1 (Sign)
-// when the credential's key is the one still loaded; never a CreatePrimary.
+// (FlushContext of the least recently used cached key, Load, Sign), and 1
+// (Sign) when the credential's key is one of the two still loaded; never a
+// CreatePrimary.
 func TestTPMCommandsPerAssertion(t *testing.T) {
 	dt, ct := countedTPMDaemon(t)
-	msgs := gaMessages(t, dt, 2)
+	msgs := gaMessages(t, dt, 3)
 	// Warm-up (the first ECDSA sign on a fresh swtpm answers RETRY), ending
-	// with msgs[0]'s key loaded.
+	// with msgs[1]'s and msgs[0]'s keys loaded.
+	serve(t, dt, msgs[2])
 	serve(t, dt, msgs[1])
 	serve(t, dt, msgs[0])
 	for i, c := range []struct {
@@ -91,7 +93,8 @@ func TestTPMCommandsPerAssertion(t *testing.T) {
 		want int
 	}{
 		{"same credential", []int{0, 0, 0, 0}, 1},
-		{"alternating credentials", []int{1, 0, 1, 0}, 3},
+		{"alternating between 2 credentials", []int{1, 0, 1, 0}, 1},
+		{"rotating among 3 credentials", []int{2, 1, 0, 2, 1, 0}, 3},
 	} {
 		for _, k := range c.seq {
 			ct.Reset()
@@ -107,13 +110,14 @@ func TestTPMCommandsPerAssertion(t *testing.T) {
 // BenchmarkTPMEngineGetAssertion is authd's whole assertion path with the
 // TPM, in process: the engine as in BenchmarkEngineGetAssertion, the
 // signature made by swtpm. "cached": one credential (TPM2_Sign only);
-// "alternating": two credentials in turn, so every assertion evicts the other
-// key (FlushContext, Load, Sign).
+// "alternating": two credentials in turn, both kept loaded (TPM2_Sign only);
+// "rotating": three credentials in turn, so every assertion evicts the least
+// recently used key (FlushContext, Load, Sign).
 func BenchmarkTPMEngineGetAssertion(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"cached", 1}, {"alternating", 2}} {
+	}{{"cached", 1}, {"alternating", 2}, {"rotating", 3}} {
 		b.Run(c.name, func(b *testing.B) {
 			dt, ct := countedTPMDaemon(b)
 			msgs := gaMessages(b, dt, c.n)

@@ -30,15 +30,16 @@ func reportCmds(b *testing.B, ct *CountingTransport) {
 }
 
 // BenchmarkSignES256 is authd's signing path. "cached": the same credential
-// again (TPM2_Sign only). "alternating": two credentials in turn, so every
-// signature evicts the other key (FlushContext, Load, Sign). "uncached": no
-// key cache (Load, Sign, FlushContext).
+// again (TPM2_Sign only). "alternating": two credentials in turn, both kept
+// loaded (TPM2_Sign only). "rotating": three credentials in turn, so every
+// signature evicts the least recently used key (FlushContext, Load, Sign).
+// "uncached": no key cache (Load, Sign, FlushContext).
 func BenchmarkSignES256(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		cache bool
 		keys  int
-	}{{"cached", true, 1}, {"alternating", true, 2}, {"uncached", false, 1}} {
+	}{{"cached", true, 1}, {"alternating", true, 2}, {"rotating", true, 3}, {"uncached", false, 1}} {
 		b.Run(c.name, func(b *testing.B) {
 			d, ct := benchDevice(b, startSwtpm(b))
 			d.cacheKeys = c.cache

@@ -40,20 +40,23 @@ var (
 // and the session nonces must advance in order.
 //
 // While open, a Device keeps loaded: the SRK (one transient object slot), one
-// salted HMAC session, and at most one cached signing key. Every other object
-// is flushed before the method that loaded it returns, on every path. That
-// leaves a slot free on libtpms, which has only three.
+// salted HMAC session, and at most two cached signing keys. Every other object
+// is flushed before the method that loaded it returns, on every path. libtpms
+// has only three transient slots, so a command that needs one more (TPM2_Load
+// of a sealed object or PIN guard, TPM2_Create) first evicts the least
+// recently used cached key when the cache is full (see withSlot).
 type Device struct {
 	mu     sync.Mutex
 	t      transport.TPM
 	owned  io.Closer // the transport Open made; nil after New
 	closed bool
-	// cacheKeys keeps the last signing key loaded (an LRU of one: libtpms
-	// has three transient slots) so that repeated signatures with one
-	// credential cost a single TPM2_Sign. On swtpm (BenchmarkSignES256,
-	// medians of 8) a hit took 0.53 ms, a miss 0.61 ms, no cache 0.64 ms, and
-	// CreatePrimary per signature 1.22 ms; a miss costs no more than no
-	// cache, so the cache is on. Tests turn it off.
+	// cacheKeys keeps the last two signing keys loaded (an LRU of
+	// maxCachedKeys: libtpms has three transient slots, one is the SRK's) so
+	// that signatures with either of two credentials, used in turn or not,
+	// cost a single TPM2_Sign. On swtpm (BenchmarkSignES256, medians of 8) a
+	// hit took 0.53 ms, a miss 0.61 ms, no cache 0.64 ms, and CreatePrimary
+	// per signature 1.22 ms; a miss costs no more than no cache, so the cache
+	// is on. Tests turn it off.
 	cacheKeys bool
 
 	// Per-TPM-boot state; ready says whether it is valid.
@@ -61,8 +64,12 @@ type Device struct {
 	srk    tpm2.NamedHandle
 	srkPub tpm2.TPMTPublic
 	sess   tpm2.Session // salted with the SRK, AES-128-CFB EncryptIn, continueSession
-	cached *cachedKey
+	cached []cachedKey  // loaded signing keys, least recently used first; at most maxCachedKeys
 }
+
+// maxCachedKeys is how many signing keys a Device keeps loaded: libtpms has
+// three transient object slots (MAX_LOADED_OBJECTS), and the SRK holds one.
+const maxCachedKeys = 2
 
 type cachedKey struct {
 	id [32]byte // SHA-256 of the blob
@@ -186,8 +193,8 @@ func (d *Device) resetLocked() error {
 		return nil
 	}
 	var errs []error
-	if d.cached != nil {
-		errs = append(errs, d.flush(d.cached.h.Handle))
+	for _, c := range d.cached {
+		errs = append(errs, d.flush(c.h.Handle))
 	}
 	if h := d.sess.Handle(); h != tpm2.TPMRHNull {
 		errs = append(errs, d.flush(h))
@@ -242,6 +249,57 @@ func keepsState(err error) bool {
 		return isParam
 	}
 	return false
+}
+
+// evictLRU flushes the least recently used cached key. On failure the key
+// stays in the cache, so that the reset that follows flushes it again.
+func (d *Device) evictLRU() error {
+	if err := d.flush(d.cached[0].h.Handle); err != nil {
+		return err
+	}
+	d.cached = append(d.cached[:0], d.cached[1:]...)
+	return nil
+}
+
+// withSlot runs f, a command that needs a free transient object slot
+// (TPM2_Load, TPM2_Create), with one free: when the cache is full, it first
+// evicts the least recently used key (SRK + maxCachedKeys fill libtpms'
+// slots). Should the TPM still answer TPM_RC_OBJECT_MEMORY (fewer slots
+// than assumed), it evicts one more cached key, if any, and runs f once more.
+// Called with d.mu held.
+func (d *Device) withSlot(f func() error) error {
+	if len(d.cached) >= maxCachedKeys {
+		if err := d.evictLRU(); err != nil {
+			return err
+		}
+	}
+	err := f()
+	if errors.Is(err, tpm2.TPMRCObjectMemory) && len(d.cached) > 0 {
+		if err := d.evictLRU(); err != nil {
+			return err
+		}
+		err = f()
+	}
+	return err
+}
+
+// loadWithSlot is load through withSlot.
+func (d *Device) loadWithSlot(o *object, k kind) (h tpm2.NamedHandle, err error) {
+	err = d.withSlot(func() error {
+		h, err = d.load(o, k)
+		return err
+	})
+	return h, err
+}
+
+// create runs a TPM2_Create (under the SRK) through withSlot: libtpms needs
+// a free transient object slot for the object being created.
+func (d *Device) create(c tpm2.Create) (rsp *tpm2.CreateResponse, err error) {
+	err = d.withSlot(func() error {
+		rsp, err = c.Execute(d.t)
+		return err
+	})
+	return rsp, err
 }
 
 // srkAuth is the SRK as a parent, authorised through the salted session.

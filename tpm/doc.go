@@ -35,10 +35,12 @@
 //	TPM2_GetCapability (30.2)    no session: DA parameters, handle lists
 //	TPM2_Startup (9.3)           only if a simulator answers TPM_RC_INITIALIZE
 //
-// Cost per operation (TPM commands): Sign 1 when the key is the cached one,
-// else at most 3 (flush the previously cached key, Load, Sign); NewKey and Seal 1;
-// Unseal 4 (Load, StartAuthSession, Unseal, Flush); CheckPIN 4, 5 for a wrong
-// PIN (go-tpm flushes the failed session).
+// Cost per operation (TPM commands): Sign 1 when the key is one of the two
+// cached ones, 2 on a miss with a free cache slot (Load, Sign), else 3 (flush
+// the least recently used cached key, Load, Sign); NewKey and Seal 1; Unseal
+// 4 (Load, StartAuthSession, Unseal, Flush); CheckPIN 4, 5 for a wrong PIN
+// (go-tpm flushes the failed session). NewKey, Seal, NewPINGuard, Unseal and
+// CheckPIN cost one more (a FlushContext) when two keys are cached.
 //
 // # PIN guard and dictionary-attack lockout
 //
@@ -83,8 +85,10 @@
 //
 // TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING are retried with
 // exponential back-off (about a second in total). libtpms has three transient
-// object slots: a Device uses at most three (SRK, the cached signing key, one
-// more during Unseal or CheckPIN), and every error path flushes what it
-// loaded. Errors wrap go-tpm's tpm2.TPMRC, so errors.Is(err, tpm2.TPMRCLockout)
+// object slots: a Device uses at most three (SRK and up to two cached signing
+// keys; TPM2_Create, and TPM2_Load for Unseal or CheckPIN, first evict the
+// least recently used key when two are cached, and a TPM_RC_OBJECT_MEMORY
+// answer evicts one more and retries once), and every error path flushes
+// what it loaded. Errors wrap go-tpm's tpm2.TPMRC, so errors.Is(err, tpm2.TPMRCLockout)
 // and friends work alongside this package's sentinels.
 package tpm

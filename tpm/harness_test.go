@@ -287,15 +287,15 @@ func resetDALockout(tb testing.TB, t transport.TPM) {
 }
 
 // assertDeviceHandles checks that the TPM holds exactly what an idle Device
-// keeps: its SRK, its cached signing key if any, and its salted session.
+// keeps: its SRK, its cached signing keys if any, and its salted session.
 func assertDeviceHandles(tb testing.TB, s *swtpm, d *Device) {
 	tb.Helper()
 	d.mu.Lock()
 	var wantObj, wantSess []tpm2.TPMHandle
 	if d.ready {
 		wantObj = append(wantObj, d.srk.Handle)
-		if d.cached != nil {
-			wantObj = append(wantObj, d.cached.h.Handle)
+		for _, c := range d.cached {
+			wantObj = append(wantObj, c.h.Handle)
 		}
 		wantSess = append(wantSess, d.sess.Handle())
 	}

@@ -28,7 +28,7 @@ func (d *Device) NewKey(alg int) (blob []byte, pub crypto.PublicKey, err error) 
 	var rsp *tpm2.CreateResponse
 	err = d.run(func() error {
 		var err error
-		rsp, err = tpm2.Create{ParentHandle: d.srkAuth(), InPublic: tpm2.New2B(es256Template())}.Execute(d.t)
+		rsp, err = d.create(tpm2.Create{ParentHandle: d.srkAuth(), InPublic: tpm2.New2B(es256Template())})
 		if err != nil {
 			return fmt.Errorf("tpm: create ES256 key (TPM2_Create): %w", err)
 		}
@@ -103,8 +103,9 @@ func (s *signer) Public() crypto.PublicKey { return s.pub }
 // ECDSA-Sig-Value, like ecdsa.SignASN1. rand is unused: the TPM draws the
 // nonce. opts may be nil or must name crypto.SHA256.
 //
-// Cost: one TPM2_Sign when the key is the cached one; otherwise a
-// TPM2_FlushContext of the previously cached key, TPM2_Load and TPM2_Sign.
+// Cost: one TPM2_Sign when the key is one of the two cached ones; otherwise
+// TPM2_Load and TPM2_Sign, preceded by a TPM2_FlushContext of the least
+// recently used cached key when two are cached.
 func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts != nil && opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("tpm: sign: hash %v, want SHA-256", opts.HashFunc())
@@ -150,27 +151,26 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	return asn1.Marshal(struct{ R, S *big.Int }{&r, &ss})
 }
 
-// signingKey returns a handle for s's key: the cached one, or a freshly
-// loaded one. loaded says the caller must flush it (no caching). Called with
-// d.mu held.
+// signingKey returns a handle for s's key: a cached one, or a freshly
+// loaded one that joins the cache as the most recently used (evicting the
+// least recently used key if the cache is full). loaded says the caller must
+// flush it (no caching). Called with d.mu held.
 func (d *Device) signingKey(s *signer) (h tpm2.NamedHandle, loaded bool, err error) {
 	if !d.cacheKeys {
-		h, err = d.load(s.o, kindES256)
+		h, err = d.loadWithSlot(s.o, kindES256)
 		return h, err == nil, err
 	}
-	if d.cached != nil && d.cached.id == s.id {
-		return d.cached.h, false, nil
-	}
-	if d.cached != nil {
-		// Kept on failure, so that the reset that follows flushes it again.
-		if err := d.flush(d.cached.h.Handle); err != nil {
-			return h, false, err
+	for i, c := range d.cached {
+		if c.id == s.id {
+			// Move to the most recently used end.
+			copy(d.cached[i:], d.cached[i+1:])
+			d.cached[len(d.cached)-1] = c
+			return c.h, false, nil
 		}
-		d.cached = nil
 	}
-	if h, err = d.load(s.o, kindES256); err != nil {
+	if h, err = d.loadWithSlot(s.o, kindES256); err != nil {
 		return h, false, err
 	}
-	d.cached = &cachedKey{id: s.id, h: h}
+	d.cached = append(d.cached, cachedKey{id: s.id, h: h})
 	return h, false, nil
 }

@@ -39,14 +39,14 @@ func (d *Device) NewPINGuard(authValue []byte) (blob []byte, err error) {
 		return nil, fmt.Errorf("tpm: PIN guard: authValue is %d bytes, want 1 to %d", len(authValue), sha256.Size)
 	}
 	err = d.run(func() error {
-		rsp, err := tpm2.Create{
+		rsp, err := d.create(tpm2.Create{
 			ParentHandle: d.srkAuth(),
 			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
 				UserAuth: tpm2.TPM2BAuth{Buffer: pinAuth(authValue)},
 				Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: pinGuardData}),
 			}},
 			InPublic: tpm2.New2B(sealTemplate(false)),
-		}.Execute(d.t)
+		})
 		if err != nil {
 			return fmt.Errorf("tpm: create PIN guard (TPM2_Create): %w", err)
 		}
@@ -73,7 +73,7 @@ func (d *Device) CheckPIN(blob []byte, authValue []byte) (ok bool, err error) {
 		return false, fmt.Errorf("tpm: check PIN: authValue is %d bytes, want 1 to %d", len(authValue), sha256.Size)
 	}
 	err = d.run(func() error {
-		h, err := d.load(o, kindPINGuard)
+		h, err := d.loadWithSlot(o, kindPINGuard)
 		if err != nil {
 			return err
 		}

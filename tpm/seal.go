@@ -25,13 +25,13 @@ func (d *Device) Seal(plaintext []byte) (blob []byte, err error) {
 		return nil, fmt.Errorf("tpm: seal: %d bytes, at most %d fit in a sealed object: %w", len(plaintext), MaxSealSize, ErrTooLarge)
 	}
 	err = d.run(func() error {
-		rsp, err := tpm2.Create{
+		rsp, err := d.create(tpm2.Create{
 			ParentHandle: d.srkAuth(),
 			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
 				Data: tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: plaintext}),
 			}},
 			InPublic: tpm2.New2B(sealTemplate(true)),
-		}.Execute(d.t)
+		})
 		if err != nil {
 			return fmt.Errorf("tpm: seal (TPM2_Create): %w", err)
 		}
@@ -51,7 +51,7 @@ func (d *Device) Unseal(blob []byte) (plaintext []byte, err error) {
 		return nil, err
 	}
 	err = d.run(func() error {
-		h, err := d.load(o, kindSealed)
+		h, err := d.loadWithSlot(o, kindSealed)
 		if err != nil {
 			return err
 		}

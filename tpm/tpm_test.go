@@ -75,13 +75,20 @@ func TestKeyRoundTrip(t *testing.T) {
 	for i := range 3 {
 		signVerify(t, s, fmt.Sprint("message ", i))
 	}
-	// A second key, and back: exercises the one-slot cache's eviction.
+	// Two more keys, and back: exercises the two-key cache's eviction.
 	blob2, _, err := d.NewKey(AlgES256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := mustSigner(t, d, blob2)
+	blob3, _, err := d.NewKey(AlgES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, s3 := mustSigner(t, d, blob2), mustSigner(t, d, blob3)
 	signVerify(t, s2, "other")
+	signVerify(t, s, "again")
+	signVerify(t, s3, "third")
+	signVerify(t, s2, "evicted")
 	signVerify(t, s, "again")
 
 	// A signer made from a copy of the blob works too (cache keyed by content).
@@ -252,7 +259,8 @@ func TestCommandsPerSign(t *testing.T) {
 	}
 	b1, _, _ := d.NewKey(AlgES256)
 	b2, _, _ := d.NewKey(AlgES256)
-	s1, s2 := mustSigner(t, d, b1), mustSigner(t, d, b2)
+	b3, _, _ := d.NewKey(AlgES256)
+	s1, s2, s3 := mustSigner(t, d, b1), mustSigner(t, d, b2), mustSigner(t, d, b3)
 
 	measure := func(name string, s crypto.Signer, want int) {
 		t.Helper()
@@ -269,17 +277,28 @@ func TestCommandsPerSign(t *testing.T) {
 			t.Errorf("%s: CreatePrimary on the signing path", name)
 		}
 	}
+	// The cache is an LRU of two keys.
 	measure("first use (Load, Sign)", s1, 2)
 	measure("cached (Sign)", s1, 1)
-	measure("other key (Flush, Load, Sign)", s2, 3)
+	measure("second key, free slot (Load, Sign)", s2, 2)
+	for i := range 2 {
+		measure(fmt.Sprint("alternating, key 1 (Sign) ", i), s1, 1)
+		measure(fmt.Sprint("alternating, key 2 (Sign) ", i), s2, 1)
+	}
+	// s1 is the least recently used: s3 evicts it.
+	measure("third key (Flush LRU, Load, Sign)", s3, 3)
+	measure("most recent of the other two (Sign)", s2, 1)
+	measure("evicted key (Flush LRU, Load, Sign)", s1, 3)
+	measure("kept key (Sign)", s2, 1)
+	for i := range 2 {
+		for j, s := range []crypto.Signer{s3, s1, s2} {
+			measure(fmt.Sprintf("rotating among 3, key %d (Flush, Load, Sign) %d", j+1, i), s, 3)
+		}
+	}
+	assertDeviceHandles(t, sw, d)
 
-	d.mu.Lock()
-	d.cacheKeys = false
-	d.resetLocked() // drop the cached key
-	d.mu.Unlock()
-	signVerify(t, s1, "setup") // recreates SRK and session
-	measure("uncached (Load, Sign, Flush)", s1, 3)
-
+	// With two keys cached every slot is full: what needs one more object
+	// (TPM2_Create, TPM2_Load) evicts the least recently used key first.
 	count := func(name string, want int, f func() error) {
 		t.Helper()
 		ct.Reset()
@@ -290,7 +309,38 @@ func TestCommandsPerSign(t *testing.T) {
 			t.Errorf("%s: %d TPM commands, want %d", name, n, want)
 		}
 	}
+	fill := func() {
+		t.Helper()
+		signVerify(t, s1, "fill")
+		signVerify(t, s2, "fill")
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if len(d.cached) != maxCachedKeys {
+			t.Fatalf("%d keys cached, want %d", len(d.cached), maxCachedKeys)
+		}
+	}
 	var sealed, guard []byte
+	fill()
+	count("Seal, cache full (Flush, Create)", 2, func() (err error) { sealed, err = d.Seal(make([]byte, 32)); return })
+	fill()
+	count("Unseal, cache full", 5, func() error { _, err := d.Unseal(sealed); return err })
+	fill()
+	count("NewKey, cache full (Flush, Create)", 2, func() error { _, _, err := d.NewKey(AlgES256); return err })
+	fill()
+	count("NewPINGuard, cache full (Flush, Create)", 2, func() (err error) { guard, err = d.NewPINGuard([]byte("pin")); return })
+	fill()
+	count("CheckPIN(right), cache full", 5, func() error { _, err := d.CheckPIN(guard, []byte("pin")); return err })
+	measure("kept key after CheckPIN (Sign)", s2, 1)
+	measure("evicted key after CheckPIN (Load, Sign)", s1, 2)
+	assertDeviceHandles(t, sw, d)
+
+	d.mu.Lock()
+	d.cacheKeys = false
+	d.resetLocked() // drop the cached key
+	d.mu.Unlock()
+	signVerify(t, s1, "setup") // recreates SRK and session
+	measure("uncached (Load, Sign, Flush)", s1, 3)
+
 	count("Seal", 1, func() (err error) { sealed, err = d.Seal(make([]byte, 32)); return })
 	count("Unseal", 4, func() error { _, err := d.Unseal(sealed); return err })
 	count("NewKey", 1, func() error { _, _, err := d.NewKey(AlgES256); return err })
@@ -298,6 +348,55 @@ func TestCommandsPerSign(t *testing.T) {
 	count("CheckPIN(right)", 4, func() error { _, err := d.CheckPIN(guard, []byte("pin")); return err })
 	count("CheckPIN(wrong)", 5, func() error { _, err := d.CheckPIN(guard, []byte("nip")); return err })
 	resetDALockout(t, ct)
+}
+
+// TestObjectMemory: when the TPM has fewer free slots than a Device assumes
+// (another client holds one), a TPM_RC_OBJECT_MEMORY answer evicts a cached
+// key and the command is retried once; nothing leaks.
+func TestObjectMemory(t *testing.T) {
+	sw := startSwtpm(t)
+	ct := NewCountingTransport(sw.raw())
+	d, err := New(ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b1, _, _ := d.NewKey(AlgES256)
+	b2, _, _ := d.NewKey(AlgES256)
+	sealed, err := d.Seal([]byte("dek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := mustSigner(t, d, b1), mustSigner(t, d, b2)
+	signVerify(t, s1, "one cached")
+	// Another client takes the third slot.
+	other, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		InPublic:      tpm2.New2B(tpm2.ECCSRKTemplate),
+	}.Execute(sw.raw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct.Reset()
+	signVerify(t, s2, "slots full") // Load (OBJECT_MEMORY), Flush s1, Load, Sign
+	if n := ct.Total() - ct.Retried(); n != 4 || ct.Count(tpm2.TPMCCLoad) != 2 {
+		t.Errorf("Sign with the TPM's slots full: %d commands (%d Load), want 4 (2)", n, ct.Count(tpm2.TPMCCLoad))
+	}
+	d.mu.Lock()
+	if !d.ready || len(d.cached) != 1 || d.cached[0].id != s2.(*signer).id {
+		t.Errorf("after the retry: ready=%v, %d keys cached, want s2's", d.ready, len(d.cached))
+	}
+	d.mu.Unlock()
+	// Unseal: Load (OBJECT_MEMORY), Flush s2, Load, StartAuthSession, Unseal, Flush.
+	if got, err := d.Unseal(sealed); err != nil || string(got) != "dek" {
+		t.Fatalf("Unseal with the TPM's slots full: %q, %v", got, err)
+	}
+	if _, err := (tpm2.FlushContext{FlushHandle: other.ObjectHandle}).Execute(sw.raw()); err != nil {
+		t.Fatal(err)
+	}
+	signVerify(t, s1, "slot free again")
+	signVerify(t, s2, "slot free again")
+	assertDeviceHandles(t, sw, d)
 }
 
 // TestBinding: blobs from one TPM (one owner seed) do not load in another.
@@ -337,7 +436,7 @@ func TestBinding(t *testing.T) {
 	}
 	// A foreign blob leaves B working, with nothing but its SRK loaded.
 	b.mu.Lock()
-	if !b.ready || b.cached != nil {
+	if !b.ready || len(b.cached) != 0 {
 		t.Errorf("B after foreign blobs: ready=%v cached=%v", b.ready, b.cached)
 	}
 	b.mu.Unlock()
@@ -377,8 +476,13 @@ func TestRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := mustSigner(t, d, key)
-			signVerify(t, s, "before")
+			key2, _, err := d.NewKey(AlgES256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, s2 := mustSigner(t, d, key), mustSigner(t, d, key2)
+			signVerify(t, s2, "before")
+			signVerify(t, s, "before") // both keys cached
 
 			sw.restart()
 			if _, err := s.Sign(rand.Reader, digest("in flight"), crypto.SHA256); err == nil {
@@ -387,6 +491,7 @@ func TestRestart(t *testing.T) {
 				t.Logf("in flight: %v", err)
 			}
 			signVerify(t, s, "after restart")
+			signVerify(t, s2, "after restart")
 			if !tcp {
 				assertDeviceHandles(t, sw, d)
 			}
