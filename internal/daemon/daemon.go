@@ -63,6 +63,7 @@ type Config struct {
 
 // Daemon is a running authenticator: store, engine and CTAPHID server.
 type Daemon struct {
+	cfg          Config
 	log          *slog.Logger
 	dir          string
 	dev          *tpm.Device // nil in software mode
@@ -103,7 +104,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: state dir: %w", err)
 	}
-	d := &Daemon{log: log, dir: dir, uid: uint32(os.Getuid())}
+	d := &Daemon{cfg: cfg, log: log, dir: dir, uid: uint32(os.Getuid())}
 	if cfg.TPMDevice != nil {
 		d.dev, d.tpm = cfg.TPMDevice, "(provided)"
 	} else {
