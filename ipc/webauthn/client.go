@@ -55,8 +55,8 @@ type AccountChooser interface {
 // Client is the WebAuthn client in front of one authenticator.
 type Client struct {
 	Transport Transport
-	UV        UserVerifier   // nil: no PIN prompt (UV by PIN fails with NotAllowedError)
-	Accounts  AccountChooser // nil: the first matching account
+	UV        UserVerifier     // nil: no PIN prompt (UV by PIN fails with NotAllowedError)
+	Accounts  AccountChooser   // nil: the first matching account
 	Now       func() time.Time // reserved for time-dependent checks; nil means time.Now
 	Logger    *slog.Logger
 }
