@@ -257,7 +257,13 @@ func (s *session) create(o *creationOptions, rpID string, cdj, prfSalts []byte) 
 	}
 	params := map[int]any{1: cdh, 2: rp, 3: user, 4: algs}
 	if ex := s.descriptors(o.Exclude); len(ex) > 0 {
-		params[5] = ex
+		ex, _, err := s.fitList(rpID, cdh, ex)
+		if err != nil {
+			return nil, err
+		}
+		if len(ex) > 0 {
+			params[5] = ex
+		}
 	}
 	if len(ext) > 0 {
 		params[6] = ext
@@ -564,6 +570,15 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 		return nil, ipc.Errorf(ipc.NotAllowedError, "no credential in allowCredentials can belong to this authenticator")
 	}
 	cdh := hashClientData(cdj)
+	if len(allow) > 0 {
+		var err error
+		if allow, _, err = s.fitList(rpID, cdh, allow); err != nil {
+			return nil, err
+		}
+		if len(allow) == 0 {
+			return nil, &ctapError{cmd: cmdGetAssertion, status: stNoCredentials}
+		}
+	}
 	// Which salts? CTAP carries one salt pair per request: with per-credential
 	// inputs and several candidates, find the credential first (up=false).
 	var salts []byte
@@ -571,7 +586,7 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 	if wantPRF {
 		salts = prf.def
 		if len(prf.byCred) > 0 {
-			id := o.Allow[0].ID
+			id := allow[0].(map[string]any)["id"].([]byte)
 			if len(allow) > 1 {
 				found, err := s.preflight(rpID, cdh, allow)
 				if err != nil {
@@ -638,13 +653,13 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 	}
 	for _, a := range all {
 		if a.Credential == nil {
-			if len(o.Allow) != 1 {
+			if len(allow) != 1 { // CTAP 2.1 §6.2: omitted only for a one-entry allowList
 				return nil, fmt.Errorf("getAssertion: the authenticator omitted the credential")
 			}
 			a.Credential = &struct {
 				ID   []byte `cbor:"id"`
 				Type string `cbor:"type"`
-			}{ID: o.Allow[0].ID, Type: "public-key"}
+			}{ID: allow[0].(map[string]any)["id"].([]byte), Type: "public-key"}
 		}
 	}
 	chosen, err := s.choose(rpID, all)
@@ -706,6 +721,27 @@ func (s *session) preflight(rpID string, cdh []byte, allow []any) ([]byte, error
 		return nil, nil
 	}
 	return a.Credential.ID, nil
+}
+
+// fitList makes a descriptor list fit the authenticator's
+// maxCredentialCountInList: a longer list is probed silently in chunks
+// (getAssertion with up=false, as browsers do) and replaced by the one
+// credential found, or by nothing (found is false).
+func (s *session) fitList(rpID string, cdh []byte, list []any) (out []any, found bool, err error) {
+	limit := s.info.MaxCredsInList
+	if limit <= 0 || len(list) <= limit {
+		return list, true, nil
+	}
+	for start := 0; start < len(list); start += limit {
+		id, err := s.preflight(rpID, cdh, list[start:min(start+limit, len(list))])
+		if err != nil {
+			return nil, false, err
+		}
+		if id != nil {
+			return []any{map[string]any{"type": "public-key", "id": id}}, true, nil
+		}
+	}
+	return nil, false, nil
 }
 
 func (s *session) choose(rpID string, all []*assertion) (*assertion, error) {

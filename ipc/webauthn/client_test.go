@@ -278,7 +278,6 @@ func TestCancelTimeoutDeny(t *testing.T) {
 	}
 
 	e.up.block = false
-	e.up.deny = context.Canceled // any error other than ctx's: the user declined
 	e.up.deny = errDeclined
 	_, err = e.c.Create(context.Background(), testOrigin, creationJSON(t, nil), ipc.Hints{})
 	wantErr(t, err, ipc.NotAllowedError)
@@ -434,4 +433,48 @@ func TestCredProtect(t *testing.T) {
 	wantErr(t, err, ipc.NotAllowedError)
 	e.pin.answers = []string{"1234"}
 	e.login(nil, []*rpUser{u}, gowa.WithUserVerification(protocol.VerificationRequired))
+}
+
+// TestLongLists: exclude and allow lists longer than the authenticator's
+// maxCredentialCountInList (64) are probed in chunks; evalByCredential with
+// several allowed credentials picks the salts of the one found.
+func TestLongLists(t *testing.T) {
+	e := newEnv(t, nil)
+	u := newUser("long")
+	cred, _ := e.register(u, gowa.WithExtensions(gowa.WithExtensionPRFSupport()))
+	var list []any
+	for i := range 100 {
+		id := make([]byte, 32)
+		id[0] = byte(i)
+		list = append(list, map[string]any{"type": "public-key", "id": b64(id)})
+	}
+	withCred := append(append([]any{}, list...), map[string]any{"type": "public-key", "id": b64(cred.ID)})
+	_, err := e.c.Create(context.Background(), testOrigin, creationJSON(t, func(o map[string]any) { o["excludeCredentials"] = withCred }), ipc.Hints{})
+	wantErr(t, err, ipc.InvalidStateError)
+	if _, err := e.c.Create(context.Background(), testOrigin, creationJSON(t, func(o map[string]any) { o["excludeCredentials"] = list }), ipc.Hints{}); err != nil {
+		t.Fatalf("100 unknown excluded credentials: %v", err)
+	}
+	_, err = e.c.Get(context.Background(), testOrigin, requestJSON(t, func(o map[string]any) { o["allowCredentials"] = list }), ipc.Hints{})
+	wantErr(t, err, ipc.NotAllowedError)
+	salt := b64([]byte("salt"))
+	get := func(allow []any, byCred map[string]any) map[string]any {
+		out, err := e.c.Get(context.Background(), testOrigin, requestJSON(t, func(o map[string]any) {
+			o["allowCredentials"] = allow
+			o["extensions"] = map[string]any{"prf": map[string]any{"evalByCredential": byCred}}
+		}), ipc.Hints{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(out, &m)
+		if m["id"] != b64(cred.ID) {
+			t.Fatalf("credential %v", m["id"])
+		}
+		return m["clientExtensionResults"].(map[string]any)["prf"].(map[string]any)
+	}
+	one := get([]any{map[string]any{"type": "public-key", "id": b64(cred.ID)}}, map[string]any{b64(cred.ID): map[string]any{"first": salt}})
+	many := get(withCred, map[string]any{b64(cred.ID): map[string]any{"first": salt}, list[0].(map[string]any)["id"].(string): map[string]any{"first": b64([]byte("x"))}})
+	if one["results"] == nil || one["results"].(map[string]any)["first"] != many["results"].(map[string]any)["first"] {
+		t.Fatalf("prf by credential: %v vs %v", one, many)
+	}
 }
