@@ -214,7 +214,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 	wantCalls := []string{"MakeCredential https://example.com", "GetAssertion https://example.com", "Capabilities",
-		"ListCredentials ", "ListCredentials GITHUB", "SetProtected cred-two false", "DeleteCredential cred-two",
+		"ListCredentials ", "ListCredentials GITHUB", "SetProtected " + idTwo + " false", "DeleteCredential " + idTwo,
 		"Status", "SetPIN", "ChangePIN", "Reset"}
 	if got := f.Calls(); !reflect.DeepEqual(got, wantCalls) {
 		t.Errorf("backend calls\n got  %q\n want %q", got, wantCalls)

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,8 +143,19 @@ type Backend struct {
 	pin   bool
 }
 
+// SetErr makes method (a Backend method name) fail with err from now on
+// (nil: succeed again). Safe while the backend serves.
+func (f *Backend) SetErr(method string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err == nil {
+		f.Err = map[string]error{}
+	}
+	f.Err[method] = err
+}
+
 // Calls returns the methods called so far, with their main argument
-// ("DeleteCredential <id>", "SetProtected <id> true", ...).
+// ("DeleteCredential <base64url id>", "SetProtected <id> true", ...).
 func (f *Backend) Calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -262,7 +274,7 @@ func (f *Backend) find(id []byte) int {
 }
 
 func (f *Backend) DeleteCredential(_ context.Context, id []byte) error {
-	if err := f.record("DeleteCredential " + string(id)); err != nil {
+	if err := f.record("DeleteCredential " + base64.RawURLEncoding.EncodeToString(id)); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -283,7 +295,7 @@ func (f *Backend) SetProtected(_ context.Context, id []byte, protected bool) err
 	if protected {
 		arg = "true"
 	}
-	if err := f.record("SetProtected " + string(id) + " " + arg); err != nil {
+	if err := f.record("SetProtected " + base64.RawURLEncoding.EncodeToString(id) + " " + arg); err != nil {
 		return err
 	}
 	f.mu.Lock()
