@@ -138,7 +138,11 @@ func terminalOut() *os.File {
 // sessionNotifier connects to the session bus's notification server. The
 // connection lives as long as the daemon.
 func sessionNotifier(ctx context.Context) (*notify.Notifier, error) {
-	conn, err := dbus.ConnectSessionBus(dbus.WithContext(ctx))
+	addr := SessionBusAddress()
+	if addr == "" {
+		return nil, fmt.Errorf("no session bus")
+	}
+	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -163,4 +167,22 @@ func WithTimeout(p Presence, d time.Duration) Presence {
 		return v
 	}
 	return p
+}
+
+// SessionBusAddress is the session bus address from DBUS_SESSION_BUS_ADDRESS
+// or $XDG_RUNTIME_DIR/bus (/run/user/UID/bus), and "" when there is none.
+// Unlike godbus's default it never autolaunches a bus: a daemon started
+// outside a desktop session must not spawn one.
+func SessionBusAddress() string {
+	if a := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); a != "" {
+		return a
+	}
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if dir == "" {
+		dir = fmt.Sprintf("/run/user/%d", os.Getuid())
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "bus")); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		return "unix:path=" + filepath.Join(dir, "bus")
+	}
+	return ""
 }

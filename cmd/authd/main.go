@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/godbus/dbus/v5"
 	"io"
 	"log/slog"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/authd/authd/internal/daemon"
 	"github.com/authd/authd/internal/sysinfo"
 	"github.com/authd/authd/internal/unixsock"
+	dbusapi "github.com/authd/authd/ipc/dbus"
 	"github.com/authd/authd/uv"
 )
 
@@ -46,6 +48,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	sock := fs.String("ctaphid-socket", "", "Unix socket serving CTAPHID reports (default $XDG_RUNTIME_DIR/authd/ctaphid.sock)")
 	presence := fs.String("presence", "auto", "user presence: auto (notify, else pinentry, else terminal, else deny), notify, pinentry[:PATH], terminal, command:PATH, allow (tests only), deny")
 	presenceTimeout := fs.Duration("presence-timeout", 30*time.Second, "how long a prompt or a fingerprint scan waits for the user")
+	dbusMode := fs.String("dbus", "", "local platform API on the session D-Bus: session or none (default: session when a session bus exists)")
 	pinentryProg := fs.String("pinentry", "", "pinentry program for authd's own PIN prompt (default: pinentry on PATH)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tpmSpec := fs.String("tpm", daemon.TPMAuto, "TPM: auto (/dev/tpmrm0 if usable, else software keys with a warning), none, required, a device path, swtpm:SOCKET or tcp:HOST:PORT")
@@ -84,7 +87,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := options{stateDir: *stateDir, sock: *sock, presence: *presence, tpm: *tpmSpec,
 		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus, pinentry: *pinentryProg,
-		presenceTimeout: *presenceTimeout}
+		presenceTimeout: *presenceTimeout, dbus: *dbusMode}
 	if err := serve(log, opts, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
@@ -98,6 +101,7 @@ type options struct {
 	fingerprint, uv, systemBus    string
 	pinentry                      string
 	presenceTimeout               time.Duration
+	dbus                          string
 }
 
 func serve(log *slog.Logger, o options, stdin *os.File) error {
@@ -151,10 +155,18 @@ func serve(log *slog.Logger, o options, stdin *os.File) error {
 	defer os.Remove(sock)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	api, err := serveDBus(log, o.dbus, d)
+	if err != nil {
+		d.Close()
+		return err
+	}
 	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec,
-		"tpm", d.TPM(), "fingerprint", d.Fingerprint())
+		"tpm", d.TPM(), "fingerprint", d.Fingerprint(), "dbus", api != nil)
 	serr := d.ServeCTAPHID(ctx, ln)
 	stop()
+	if api != nil {
+		api.Close() // cancels API calls in flight before the engine closes
+	}
 	cerr := d.Close()
 	if err := errors.Join(serr, cerr); err != nil {
 		return err
@@ -170,4 +182,38 @@ func parseVersion(v string) [3]byte {
 	fmt.Sscanf(v, "%d.%d.%d", &a, &b, &c)
 	out[0], out[1], out[2] = byte(a), byte(b), byte(c)
 	return out
+}
+
+// serveDBus exports the local platform API (org.authd.Authenticator1) on the
+// session bus. mode "" uses the session bus when one is reachable.
+func serveDBus(log *slog.Logger, mode string, d *daemon.Daemon) (*dbusapi.Server, error) {
+	switch mode {
+	case "none":
+		return nil, nil
+	case "", "session":
+	default:
+		return nil, fmt.Errorf("--dbus %q: want session or none", mode)
+	}
+	addr := uv.SessionBusAddress()
+	if addr == "" {
+		if mode == "session" {
+			return nil, fmt.Errorf("--dbus session: no session bus (DBUS_SESSION_BUS_ADDRESS unset, no $XDG_RUNTIME_DIR/bus)")
+		}
+		log.Info("authd: no session bus; the D-Bus platform API is off")
+		return nil, nil
+	}
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		if mode == "session" {
+			return nil, fmt.Errorf("--dbus session: %w", err)
+		}
+		log.Info("authd: no session bus; the D-Bus platform API is off", "err", err)
+		return nil, nil
+	}
+	srv, err := dbusapi.Start(conn, d.Backend(), log)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("D-Bus API: %w", err)
+	}
+	return srv, nil
 }

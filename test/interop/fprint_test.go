@@ -23,7 +23,7 @@ func (d *daemon) startWith(t *testing.T, extra ...string) {
 	d.runs++
 	fmt.Fprintf(&d.stderr, "===== authd run %d: --presence %s %s =====\n", d.runs, d.presence, strings.Join(extra, " "))
 	args := append([]string{"--state-dir", d.stateDir, "--ctaphid-socket", d.sock,
-		"--presence", d.presence, "--tpm", "none", "--log-level", "debug"}, extra...)
+		"--presence", d.presence, "--tpm", "none", "--dbus", "none", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(d.bin, args...)
 	cmd.Stdout = &d.stderr
 	cmd.Stderr = &d.stderr

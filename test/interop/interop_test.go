@@ -255,7 +255,7 @@ func (d *daemon) start(t *testing.T) {
 		tpmSpec = "none"
 	}
 	cmd := exec.Command(d.bin, "--state-dir", d.stateDir, "--ctaphid-socket", d.sock,
-		"--presence", d.presence, "--tpm", tpmSpec)
+		"--presence", d.presence, "--tpm", tpmSpec, "--dbus", "none")
 	cmd.Stdout = &d.stderr
 	cmd.Stderr = &d.stderr
 	if err := cmd.Start(); err != nil {

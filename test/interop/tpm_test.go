@@ -202,7 +202,7 @@ func runAuthd(t *testing.T, d *daemon, spec string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, buildAuthd(t), "--state-dir", d.stateDir, "--ctaphid-socket", d.sock,
-		"--presence", "allow", "--tpm", spec)
+		"--presence", "allow", "--tpm", spec, "--dbus", "none")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
