@@ -77,7 +77,7 @@ func TestWiringOnlyInComposition(t *testing.T) {
 				t.Errorf("%s imports tpm; only cmd/* and internal/daemon may", pkg)
 			}
 			// The swtpm, fprintd and notification harnesses are for tests only.
-			for _, h := range []string{"internal/swtpmtest", "internal/fprinttest", "uv/notify/notifytest"} {
+			for _, h := range []string{"internal/swtpmtest", "internal/fprinttest", "uv/notify/notifytest", "ipc/dbus/dbustest"} {
 				if imp == mod+h {
 					t.Errorf("%s imports %s outside its tests", pkg, h)
 				}
