@@ -126,11 +126,13 @@ func ValidateRPID(origin, rpID string) (string, error) {
 }
 
 func (o *originInfo) rpID(rpID string) (string, error) {
-	if rpID == "" {
+	// Never a public suffix, not even when it is the origin's own host
+	// ("https://com" or a bare "github.io" page cannot own passkeys).
+	if rpID == "" || rpID == o.host {
+		if isPublicSuffix(o.host) && net.ParseIP(strings.Trim(o.host, "[]")) == nil {
+			return "", ipc.Errorf(ipc.SecurityError, "RP ID %q is a public suffix", o.host)
+		}
 		return o.host, nil
-	}
-	if rpID == o.host {
-		return rpID, nil
 	}
 	if net.ParseIP(strings.Trim(rpID, "[]")) != nil || !validDomain(rpID) {
 		return "", ipc.Errorf(ipc.SecurityError, "RP ID %q is not a valid domain", rpID)

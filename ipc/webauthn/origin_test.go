@@ -33,8 +33,10 @@ func TestValidateRPID(t *testing.T) {
 		// lists .bd's second-level domains explicitly; *.np and *.ck remain.
 		{"example.np", "https://evil.example.np", false}, // *.np
 		{"example.ck", "https://evil.example.ck", false},
-		{"example.np", "https://example.np", true}, // equal is always allowed
-		{"www.ck", "https://sub.www.ck", true},     // !www.ck
+		{"example.np", "https://example.np", false}, // a public suffix (*.np) never owns passkeys, even as its own host
+		{"com", "https://com", false},
+		{"", "https://github.io", false},
+		{"www.ck", "https://sub.www.ck", true}, // !www.ck
 		{"com", "https://example.com", false},
 		{"localhost", "http://localhost", true},
 		{"localhost", "http://example.localhost", true},
