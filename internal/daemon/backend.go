@@ -167,7 +167,7 @@ func (b backend) Capabilities(ctx context.Context) (map[string]bool, error) {
 		"extension:credProtect":              true,
 		"extension:prf":                      true,
 		"extension:minPinLength":             true,
-		"extension:largeBlob":                false,
+		"extension:largeBlob":                true,
 	}, nil
 }
 

@@ -225,6 +225,18 @@ func (s *session) create(o *creationOptions, rpID string, cdj, prfSalts []byte) 
 	if wantPRF {
 		ext["hmac-secret"] = true
 	}
+	wantLB, lbRequired, err := largeBlobCreate(o)
+	if err != nil {
+		return nil, err
+	}
+	if wantLB {
+		switch {
+		case info.largeBlobsSupported() && rk:
+			ext["largeBlobKey"] = true
+		case lbRequired:
+			return nil, ipc.Errorf(ipc.NotSupportedError, "largeBlob support is required, but the authenticator cannot store large blobs for this credential (it needs a discoverable credential)")
+		}
+	}
 	var tok *token
 	if need {
 		var err error
@@ -288,6 +300,7 @@ func (s *session) create(o *creationOptions, rpID string, cdj, prfSalts []byte) 
 		Fmt      string          `cbor:"1,keyasint"`
 		AuthData []byte          `cbor:"2,keyasint"`
 		AttStmt  cbor.RawMessage `cbor:"3,keyasint"`
+		LBKey    []byte          `cbor:"5,keyasint"`
 	}
 	if err := decode(body, &resp); err != nil {
 		return nil, err
@@ -318,6 +331,10 @@ func (s *session) create(o *creationOptions, rpID string, cdj, prfSalts []byte) 
 	}
 	// Client extension outputs.
 	results := map[string]any{}
+	if wantLB {
+		results["largeBlob"] = map[string]bool{"supported": len(resp.LBKey) == 32}
+		clear(resp.LBKey)
+	}
 	if o.Ext.CredProps != nil && *o.Ext.CredProps {
 		results["credProps"] = map[string]bool{"rk": rk}
 	}
@@ -482,10 +499,14 @@ func (c *Client) Get(ctx context.Context, origin string, optionsJSON []byte, hin
 	if err != nil {
 		return nil, err
 	}
+	lb, err := parseLargeBlobGet(o)
+	if err != nil {
+		return nil, err
+	}
 	cdj := clientDataJSON(typeGet, o.Challenge, oi.serialized, cross, top)
 	s, cancel := c.newSession(ctx, o.TimeoutMS, hints.Timeout)
 	defer cancel()
-	out, err := s.get(o, rpID, cdj, prf)
+	out, err := s.get(o, rpID, cdj, prf, lb)
 	if err != nil {
 		err = s.mapError(err)
 		c.log().Info("webauthn: get failed", "origin", origin, "rp_id", rpID, "error", err)
@@ -557,10 +578,11 @@ type assertion struct {
 		Name        string `cbor:"name"`
 		DisplayName string `cbor:"displayName"`
 	} `cbor:"4,keyasint"`
-	NumberOfCredentials int `cbor:"5,keyasint"`
+	NumberOfCredentials int    `cbor:"5,keyasint"`
+	LargeBlobKey        []byte `cbor:"7,keyasint"`
 }
 
-func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) ([]byte, error) {
+func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet, lb *largeBlobGet) ([]byte, error) {
 	if err := s.loadInfo(); err != nil {
 		return nil, err
 	}
@@ -605,10 +627,18 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 	alwaysUV, _ := info.option("alwaysUv")
 	need := o.UserVerification == "required" ||
 		(o.UserVerification == "preferred" && (uvAvail || pinSet)) || alwaysUV
+	perm := permGetAssertion
+	wantLB := lb != nil && info.largeBlobsSupported()
+	if wantLB && lb.write != nil {
+		// The write needs a token with lbw when the authenticator is
+		// protected; getAssertion keeps lbw on it (CTAP 2.1 §6.2.2).
+		perm |= permLargeBlobWrite
+		need = need || pinSet || alwaysUV
+	}
 	var tok *token
 	if need {
 		var err error
-		if tok, err = s.userVerification(permGetAssertion, rpID, o.UserVerification == "required"); err != nil {
+		if tok, err = s.userVerification(perm, rpID, o.UserVerification == "required"); err != nil {
 			return nil, err
 		}
 		defer tok.clear()
@@ -626,6 +656,14 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 		}
 		defer hk.clear()
 		params[4] = map[string]any{"hmac-secret": in}
+	}
+	if wantLB {
+		ext, _ := params[4].(map[string]any)
+		if ext == nil {
+			ext = map[string]any{}
+		}
+		ext["largeBlobKey"] = true
+		params[4] = ext
 	}
 	if tok != nil {
 		params[6] = tok.param(cdh)
@@ -688,6 +726,14 @@ func (s *session) get(o *requestOptions, rpID string, cdj []byte, prf *prfGet) (
 			p["results"] = r
 		}
 		results["prf"] = p
+	}
+	if lb != nil {
+		if err := s.largeBlobGetResult(lb, chosen.LargeBlobKey, tok, results); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range all {
+		clear(a.LargeBlobKey)
 	}
 	id := chosen.Credential.ID
 	out := authenticationResponseJSON{

@@ -149,13 +149,15 @@ type getInfo struct {
 	AAGUID             []byte          `cbor:"3,keyasint"`
 	Options            map[string]bool `cbor:"4,keyasint"`
 	PinUvAuthProtocols []int           `cbor:"6,keyasint"`
+	MaxMsgSize         int             `cbor:"5,keyasint"`
 	MaxCredsInList     int             `cbor:"7,keyasint"`
 	MaxCredIDLength    int             `cbor:"8,keyasint"`
 	Algorithms         []struct {
 		Alg  int64  `cbor:"alg"`
 		Type string `cbor:"type"`
 	} `cbor:"10,keyasint"`
-	AttestationFormats []string `cbor:"22,keyasint"`
+	MaxSerializedLargeBlobArray int      `cbor:"11,keyasint"`
+	AttestationFormats          []string `cbor:"22,keyasint"`
 }
 
 func (i *getInfo) option(name string) (value, present bool) {

@@ -7,7 +7,8 @@
 // It validates the origin (https, or http on localhost) and the RP ID against
 // it with the public suffix list, serialises CollectedClientData byte-exactly
 // (CCDToString, §5.8.1.1), maps the options and extensions (credProps, prf →
-// hmac-secret, credentialProtectionPolicy → credProtect, minPinLength) onto
+// hmac-secret, credentialProtectionPolicy → credProtect, minPinLength,
+// largeBlob → largeBlobKey and authenticatorLargeBlobs) onto
 // CTAP 2.1 commands, acquires a pinUvAuthToken with built-in UV or the PIN
 // (collected by authd's own prompt through UserVerifier) when user
 // verification is wanted, and returns RegistrationResponseJSON /

@@ -81,11 +81,12 @@ type prfInputsJSON struct {
 // extensionsJSON holds the client extension inputs authd understands;
 // others are ignored (WebAuthn L3 §9: unknown extensions are ignored).
 type extensionsJSON struct {
-	CredProps                         *bool          `json:"credProps"`
-	PRF                               *prfInputsJSON `json:"prf"`
-	CredentialProtectionPolicy        *string        `json:"credentialProtectionPolicy"`
-	EnforceCredentialProtectionPolicy bool           `json:"enforceCredentialProtectionPolicy"`
-	MinPinLength                      *bool          `json:"minPinLength"`
+	CredProps                         *bool                `json:"credProps"`
+	PRF                               *prfInputsJSON       `json:"prf"`
+	CredentialProtectionPolicy        *string              `json:"credentialProtectionPolicy"`
+	EnforceCredentialProtectionPolicy bool                 `json:"enforceCredentialProtectionPolicy"`
+	MinPinLength                      *bool                `json:"minPinLength"`
+	LargeBlob                         *largeBlobInputsJSON `json:"largeBlob"`
 }
 
 // Parsed, validated forms.
