@@ -150,3 +150,23 @@ func FuzzExtensions(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBioEnrollment feeds authenticatorBioEnrollment requests to an engine
+// with a (fake) fingerprint reader.
+func FuzzBioEnrollment(f *testing.F) {
+	for _, s := range []any{
+		map[int]any{1: 1, 2: 7},
+		map[int]any{6: true},
+		map[int]any{1: 1, 2: 1, 3: map[int]any{3: 1000}, 4: 2, 5: make([]byte, 32)},
+		map[int]any{1: 1, 2: 5, 3: map[int]any{1: []byte("t"), 2: "name"}, 4: 1, 5: make([]byte, 16)},
+		map[int]any{1: 2, 2: 4},
+	} {
+		f.Add(mustCBOR(f, s))
+	}
+	e := fuzzEnv(f)
+	withFinger(e)
+	f.Fuzz(func(t *testing.T, params []byte) {
+		e.t = t
+		checkResponse(t, e.a.ServeCTAP(context.Background(), append([]byte{cmdBioEnrollment}, params...), nil))
+	})
+}
