@@ -35,6 +35,9 @@ type Notifier interface {
 // notification is withdrawn and ctx.Err() returned; when nobody answers
 // within Timeout it is withdrawn too, and the error wraps
 // context.DeadlineExceeded.
+//
+// NotifyPresence is also a Chooser (Choose, in choose.go) when its Notifier
+// is a ChoiceNotifier, as *notify.Notifier is.
 type NotifyPresence struct {
 	Notifier Notifier      // nil declines everything
 	Logger   *slog.Logger  // nil means slog.Default()

@@ -33,6 +33,9 @@ const maxAnswer = 256
 // also flushed before each prompt. If In is not a terminal and reaches end
 // of file, this and every later prompt are declined.
 //
+// TerminalPresence is also a Chooser (Choose, in choose.go): a numbered
+// list answered by a number, under the same rules.
+//
 // A TerminalPresence must not be copied after first use.
 type TerminalPresence struct {
 	In     io.Reader    // where answers are read

@@ -275,7 +275,12 @@ func (p pinAsker) PIN(ctx context.Context, attempt, retries int) ([]byte, error)
 }
 
 func (b backend) client(peer ipc.Peer) *webauthn.Client {
-	return &webauthn.Client{Transport: b.d.engine, UV: pinAsker{d: b.d, peer: peer}, Logger: b.d.log}
+	return &webauthn.Client{
+		Transport: b.d.engine,
+		UV:        pinAsker{d: b.d, peer: peer},
+		Accounts:  accountChooser{presence: b.d.cfg.Presence, log: b.d.log, names: b.d.storedNames},
+		Logger:    b.d.log,
+	}
 }
 
 func (b backend) MakeCredential(ctx context.Context, peer ipc.Peer, origin string, options []byte, hints ipc.Hints) ([]byte, error) {

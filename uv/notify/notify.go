@@ -1,4 +1,5 @@
-// Package notify asks a yes/no question through a desktop notification
+// Package notify asks a yes/no question (Ask), or for a choice among a few
+// items (AskChoice), through a desktop notification
 // (the freedesktop.org Desktop Notifications Specification 1.2, D-Bus name
 // org.freedesktop.Notifications on the session bus).
 //
@@ -19,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,14 +143,87 @@ func (n *Notifier) SupportsActions(ctx context.Context) bool {
 // it). Text from untrusted sources must still be sanitised by the caller
 // (control characters, length).
 func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	key, withdraw, err := n.show(ctx, title, body, []string{ActionAllow, "Allow", ActionDeny, "Deny"})
+	if err != nil {
 		return false, err
+	}
+	if key == ActionAllow {
+		return true, nil
+	}
+	// Deny, or an action we did not offer ("default", a click on the
+	// notification): no consent. Make sure it goes away.
+	withdraw()
+	return false, nil
+}
+
+// MaxChoices is the most labels AskChoice shows: notification servers lay
+// actions out as a row of buttons, and many show only a few.
+const MaxChoices = 6
+
+// ActionCancel is the key of the Cancel action AskChoice adds.
+const ActionCancel = "cancel"
+
+// ErrDeclined is wrapped by AskChoice's error when the user chose Cancel
+// (or clicked the notification itself instead of an item).
+var ErrDeclined = errors.New("notify: the user declined to choose")
+
+// AskChoice shows a critical-urgency notification with summary title, body
+// text and one action per label (keys "0", "1", ... in order) plus
+// "Cancel", and waits for the answer:
+//
+//   - (i, nil) when the user chose labels[i];
+//   - (-1, error wrapping ErrDeclined) when the user chose Cancel or any
+//     action not offered (a click on the notification itself); the
+//     notification is then withdrawn;
+//   - (-1, error wrapping ErrClosed) when the notification was closed
+//     without an answer;
+//   - (-1, ctx.Err()) when ctx ended first; the notification is withdrawn;
+//   - (-1, other error) when labels is empty or longer than MaxChoices, or
+//     as for Ask (ErrNoServer, ErrNoActions).
+//
+// Signals are trusted exactly as for Ask. body is escaped as for Ask. The
+// labels are made valid D-Bus strings but otherwise sent as given: action
+// labels are plain text, never markup, in the specification, so escaping
+// them would show "&amp;" literally. Untrusted labels must be sanitised by
+// the caller (uv.Sanitize).
+func (n *Notifier) AskChoice(ctx context.Context, title, body string, labels []string) (int, error) {
+	if len(labels) == 0 || len(labels) > MaxChoices {
+		return -1, fmt.Errorf("notify: %d choices (want 1 to %d)", len(labels), MaxChoices)
+	}
+	actions := make([]string, 0, 2*len(labels)+2)
+	for i, l := range labels {
+		actions = append(actions, strconv.Itoa(i), clean(l))
+	}
+	actions = append(actions, ActionCancel, "Cancel")
+	key, withdraw, err := n.show(ctx, title, body, actions)
+	if err != nil {
+		return -1, err
+	}
+	// Only the exact keys offered count ("01" or "+1" are not "1").
+	if i, err := strconv.Atoi(key); err == nil && i >= 0 && i < len(labels) && key == strconv.Itoa(i) {
+		return i, nil
+	}
+	withdraw()
+	if key == ActionCancel {
+		return -1, fmt.Errorf("%w: cancelled in the notification", ErrDeclined)
+	}
+	return -1, fmt.Errorf("%w: the notification was clicked instead of a choice", ErrDeclined)
+}
+
+// show shows a critical-urgency notification with actions (key, label
+// pairs) and waits for the server's answer for it. It returns the key of the
+// invoked action and a function withdrawing the notification; or
+// ErrClosed when it was closed unanswered; or ctx.Err() when ctx ended
+// first, after withdrawing it.
+func (n *Notifier) show(ctx context.Context, title, body string, actions []string) (key string, withdraw func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
 	}
 	// Resolve the server's unique name first and talk only to it: the
 	// answer must come from the connection that showed the notification.
 	owner, err := n.owner(ctx)
 	if err != nil {
-		return false, err
+		return "", nil, err
 	}
 	obj := n.conn.Object(owner, ObjectPath)
 
@@ -158,12 +233,12 @@ func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return "", nil, ctx.Err()
 		}
-		return false, fmt.Errorf("notify: GetCapabilities: %w", err)
+		return "", nil, fmt.Errorf("notify: GetCapabilities: %w", err)
 	}
 	if !slices.Contains(caps, "actions") {
-		return false, ErrNoActions
+		return "", nil, ErrNoActions
 	}
 
 	// Subscribe before Notify: the answer may arrive right after the reply.
@@ -182,7 +257,7 @@ func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
 		clean(n.Icon),
 		clean(title),
 		escapeMarkup(clean(body)),
-		[]string{ActionAllow, "Allow", ActionDeny, "Deny"},
+		actions,
 		map[string]dbus.Variant{
 			"urgency": dbus.MakeVariant(byte(2)), // critical: not expired by the server
 		},
@@ -190,17 +265,18 @@ func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
 	).Store(&id)
 	cancel()
 	if err != nil {
-		return false, fmt.Errorf("notify: Notify: %w", err)
+		return "", nil, fmt.Errorf("notify: Notify: %w", err)
 	}
+	withdraw = func() { n.withdraw(ctx, obj, id) }
 
 	for {
 		select {
 		case <-ctx.Done():
-			n.withdraw(ctx, obj, id)
-			return false, ctx.Err()
+			withdraw()
+			return "", nil, ctx.Err()
 		case sig, ok := <-sigs:
 			if !ok {
-				return false, errors.New("notify: connection closed while waiting for an answer")
+				return "", nil, errors.New("notify: connection closed while waiting for an answer")
 			}
 			if sig.Sender != owner || sig.Path != ObjectPath {
 				continue
@@ -212,19 +288,13 @@ func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
 				if dbus.Store(sig.Body, &gotID, &key) != nil || gotID != id {
 					continue
 				}
-				if key == ActionAllow {
-					return true, nil
-				}
-				// Deny, or an action we did not offer ("default", a click
-				// on the notification): no consent. Make sure it goes away.
-				n.withdraw(ctx, obj, id)
-				return false, nil
+				return key, withdraw, nil
 			case Interface + ".NotificationClosed":
 				var gotID, reason uint32
 				if dbus.Store(sig.Body, &gotID, &reason) != nil || gotID != id {
 					continue
 				}
-				return false, fmt.Errorf("%w (%s)", ErrClosed, ReasonString(reason))
+				return "", nil, fmt.Errorf("%w (%s)", ErrClosed, ReasonString(reason))
 			}
 		}
 	}
