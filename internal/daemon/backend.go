@@ -284,12 +284,14 @@ func (b backend) client(peer ipc.Peer) *webauthn.Client {
 }
 
 func (b backend) MakeCredential(ctx context.Context, peer ipc.Peer, origin string, options []byte, hints ipc.Hints) ([]byte, error) {
+	b.d.log.Info("daemon: passkey creation requested", "origin", origin, "pid", peer.PID, "exe", peer.Exe)
 	ctx = uv.WithRequester(ctx, peer.Exe)
 	out, err := b.client(peer).Create(ctx, origin, options, hints)
 	return out, apiError(err)
 }
 
 func (b backend) GetAssertion(ctx context.Context, peer ipc.Peer, origin string, options []byte, hints ipc.Hints) ([]byte, error) {
+	b.d.log.Info("daemon: sign-in requested", "origin", origin, "pid", peer.PID, "exe", peer.Exe)
 	ctx = uv.WithRequester(ctx, peer.Exe)
 	out, err := b.client(peer).Get(ctx, origin, options, hints)
 	return out, apiError(err)
