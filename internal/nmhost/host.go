@@ -1,0 +1,478 @@
+package nmhost
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/authd/authd/ipc"
+	dbusapi "github.com/authd/authd/ipc/dbus"
+)
+
+// NotReachable is the error name for "authd cannot be reached": the
+// extension falls back to the browser's own WebAuthn.
+const NotReachable = "NotReachable"
+
+// Request is one message from the extension.
+type Request struct {
+	ID           json.RawMessage `json:"id"`
+	Type         string          `json:"type"`
+	Origin       string          `json:"origin"`
+	TopOrigin    string          `json:"topOrigin,omitempty"`
+	Options      json.RawMessage `json:"options,omitempty"`
+	TimeoutMs    *float64        `json:"timeoutMs,omitempty"`
+	Filter       string          `json:"filter,omitempty"`
+	CredentialID string          `json:"credentialId,omitempty"`
+}
+
+// ReplyError is the error member of a failed reply.
+type ReplyError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// Reply is one message to the extension.
+type Reply struct {
+	ID     json.RawMessage `json:"id"`
+	OK     bool            `json:"ok"`
+	Result any             `json:"result,omitempty"`
+	Error  *ReplyError     `json:"error,omitempty"`
+}
+
+// Credential is one entry of a "list" result.
+type Credential struct {
+	ID              string `json:"id"` // base64url
+	RPID            string `json:"rpId"`
+	RPName          string `json:"rpName"`
+	UserName        string `json:"userName"`
+	UserDisplayName string `json:"userDisplayName"`
+	Created         int64  `json:"created"`  // unix seconds
+	LastUsed        int64  `json:"lastUsed"` // unix seconds, 0 = never
+	Discoverable    bool   `json:"discoverable"`
+	Protected       bool   `json:"protected"`
+	Backend         string `json:"backend"` // "tpm" or "software"
+}
+
+// Host serves one native-messaging port.
+type Host struct {
+	// Dial connects to the bus that serves authd (called lazily, again
+	// after the connection broke).
+	Dial func() (*dbus.Conn, error)
+	// Log gets operational lines (never options, results or PINs).
+	Log *slog.Logger
+	// MaxRequest bounds request size (default DefaultMaxRequest).
+	MaxRequest int
+	// MaxInFlight bounds concurrent requests (default 32).
+	MaxInFlight int
+	// CallTimeout bounds calls that do not wait for the user (default 25 s).
+	CallTimeout time.Duration
+
+	wmu  sync.Mutex
+	w    io.Writer
+	cmu  sync.Mutex
+	conn *dbus.Conn
+	done bool // Serve ended: dial no more
+}
+
+// Serve reads requests from r until it ends, answering on w. Requests run
+// concurrently; replies carry the request's id. When r ends, calls in
+// flight are abandoned (the bus connection closes, so authd aborts them).
+// It returns nil at a clean end of stream and an error when the stream
+// broke (truncated or not native messaging).
+func (h *Host) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
+	if h.Log == nil {
+		h.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	max := h.MaxRequest
+	if max <= 0 {
+		max = DefaultMaxRequest
+	}
+	inflight := h.MaxInFlight
+	if inflight <= 0 {
+		inflight = 32
+	}
+	h.w = w
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		h.cmu.Lock()
+		h.done = true
+		h.cmu.Unlock()
+		h.closeConn()
+		wg.Wait()
+	}()
+	sem := make(chan struct{}, inflight)
+	for {
+		msg, err := ReadFrame(r, max)
+		var tooLarge *ErrTooLarge
+		var desync *ErrDesync
+		switch {
+		case err == io.EOF:
+			h.Log.Info("nmhost: the browser closed the port")
+			return nil
+		case errors.As(err, &tooLarge):
+			h.Log.Warn("nmhost: refused an oversized message", "bytes", tooLarge.Len, "max", max)
+			h.replyErr(nil, ipc.TypeError, fmt.Sprintf("message of %d bytes exceeds the host's limit of %d bytes", tooLarge.Len, max))
+			continue
+		case errors.As(err, &desync):
+			h.Log.Error("nmhost: giving up on the port", "err", err)
+			h.replyErr(nil, ipc.TypeError, err.Error())
+			return err
+		case err != nil:
+			h.Log.Error("nmhost: giving up on the port", "err", err)
+			return err
+		}
+		req, rerr := parseRequest(msg)
+		if rerr != nil {
+			h.Log.Warn("nmhost: refused a malformed message", "err", rerr.Message)
+			h.replyErr(req.ID, rerr.Name, rerr.Message)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			h.replyErr(req.ID, ipc.UnknownError, fmt.Sprintf("too many requests in flight (%d)", inflight))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			h.handle(ctx, req)
+		}()
+	}
+}
+
+var knownTypes = map[string]bool{"create": true, "get": true, "capabilities": true, "list": true,
+	"delete": true, "protect": true, "unprotect": true, "cancel": true, "status": true}
+
+func parseRequest(msg []byte) (Request, *ReplyError) {
+	var req Request
+	if len(msg) == 0 {
+		return req, &ReplyError{ipc.TypeError, "empty message: expected a JSON object"}
+	}
+	if !utf8.Valid(msg) {
+		return req, &ReplyError{ipc.TypeError, "message is not UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	if err := dec.Decode(&req); err != nil {
+		// Try to recover the id for the reply.
+		var probe struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(msg, &probe) == nil {
+			req.ID = probe.ID
+		}
+		return req, &ReplyError{ipc.TypeError, "malformed request: " + err.Error()}
+	}
+	if dec.More() {
+		return req, &ReplyError{ipc.TypeError, "malformed request: trailing data after the JSON object"}
+	}
+	if req.Type == "" {
+		return req, &ReplyError{ipc.TypeError, `request has no "type"`}
+	}
+	if !knownTypes[req.Type] {
+		return req, &ReplyError{ipc.TypeError, fmt.Sprintf("unknown request type %q", req.Type)}
+	}
+	return req, nil
+}
+
+func (h *Host) reply(rep Reply) {
+	if len(rep.ID) == 0 {
+		rep.ID = json.RawMessage("null")
+	}
+	b, err := json.Marshal(rep)
+	if err == nil && len(b) > ReplyLimit {
+		h.Log.Warn("nmhost: reply too large for native messaging", "bytes", len(b))
+		b, err = json.Marshal(Reply{ID: rep.ID, Error: &ReplyError{ipc.UnknownError,
+			fmt.Sprintf("the reply (%d bytes) exceeds the 1 MiB native-messaging limit", len(b))}})
+	}
+	if err != nil {
+		h.Log.Error("nmhost: cannot encode a reply", "err", err)
+		b, _ = json.Marshal(Reply{ID: rep.ID, Error: &ReplyError{ipc.UnknownError, "the host could not encode its reply"}})
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if err := WriteFrame(h.w, b); err != nil {
+		h.Log.Warn("nmhost: cannot write a reply", "err", err)
+	}
+}
+
+func (h *Host) replyErr(id json.RawMessage, name, msg string) {
+	h.reply(Reply{ID: id, Error: &ReplyError{name, msg}})
+}
+
+// connection returns the bus connection, dialling when needed.
+func (h *Host) connection() (*dbus.Conn, error) {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	if h.done {
+		return nil, errors.New("the port is closed")
+	}
+	if h.conn != nil && h.conn.Connected() {
+		return h.conn, nil
+	}
+	if h.Dial == nil {
+		return nil, errors.New("no bus configured")
+	}
+	conn, err := h.Dial()
+	if err != nil {
+		return nil, err
+	}
+	h.conn = conn
+	return conn, nil
+}
+
+func (h *Host) closeConn() {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
+	}
+}
+
+// handle runs one request and replies.
+func (h *Host) handle(ctx context.Context, req Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.Log.Error("nmhost: internal error", "type", req.Type, "panic", fmt.Sprint(p))
+			h.replyErr(req.ID, ipc.UnknownError, "internal error in the native-messaging host")
+		}
+	}()
+	start := time.Now()
+	result, rerr := h.dispatch(ctx, req)
+	if rerr != nil {
+		h.Log.Info("nmhost: request failed", "type", req.Type, "origin", req.Origin, "error", rerr.Name, "ms", time.Since(start).Milliseconds())
+		h.replyErr(req.ID, rerr.Name, rerr.Message)
+		return
+	}
+	h.Log.Debug("nmhost: request done", "type", req.Type, "origin", req.Origin, "ms", time.Since(start).Milliseconds())
+	h.reply(Reply{ID: req.ID, OK: true, Result: result})
+}
+
+func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
+	// Argument checks before touching the bus.
+	switch req.Type {
+	case "create", "get":
+		if req.Origin == "" {
+			return nil, &ReplyError{ipc.TypeError, `"origin" is required`}
+		}
+		if o := bytes.TrimSpace(req.Options); len(o) == 0 || o[0] != '{' {
+			return nil, &ReplyError{ipc.TypeError, `"options" must be a PublicKeyCredential options JSON object`}
+		}
+		if req.TimeoutMs != nil && (*req.TimeoutMs < 0 || *req.TimeoutMs > 1<<32-1) {
+			return nil, &ReplyError{ipc.TypeError, `"timeoutMs" out of range`}
+		}
+	case "delete", "protect", "unprotect":
+		if req.CredentialID == "" {
+			return nil, &ReplyError{ipc.TypeError, `"credentialId" is required`}
+		}
+	}
+	conn, err := h.connection()
+	if err != nil {
+		h.Log.Warn("nmhost: authd not reachable", "err", err)
+		return nil, &ReplyError{NotReachable, "authd is not reachable: " + err.Error()}
+	}
+	obj := conn.Object(dbusapi.BusName, dbusapi.Path)
+	short := func() (context.Context, context.CancelFunc) {
+		t := h.CallTimeout
+		if t <= 0 {
+			t = 25 * time.Second
+		}
+		return context.WithTimeout(ctx, t)
+	}
+	call := func(ctx context.Context, method string, args ...any) *dbus.Call {
+		return obj.CallWithContext(ctx, dbusapi.Interface+"."+method, 0, args...)
+	}
+	switch req.Type {
+	case "create", "get":
+		hints := map[string]dbus.Variant{}
+		if req.TopOrigin != "" {
+			hints["top_origin"] = dbus.MakeVariant(req.TopOrigin)
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		if req.TimeoutMs != nil {
+			ms := uint32(*req.TimeoutMs)
+			hints["timeout_ms"] = dbus.MakeVariant(ms)
+			// authd enforces the timeout; this only bounds a hung daemon.
+			cancel()
+			lctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond+time.Minute)
+		}
+		defer cancel()
+		method := "MakeCredential"
+		if req.Type == "get" {
+			method = "GetAssertion"
+		}
+		var cred string
+		if err := call(lctx, method, req.Origin, string(req.Options), hints).Store(&cred); err != nil {
+			return nil, h.mapErr(err)
+		}
+		if !json.Valid([]byte(cred)) {
+			return nil, &ReplyError{ipc.UnknownError, "authd returned a credential that is not JSON"}
+		}
+		return json.RawMessage(cred), nil
+	case "capabilities":
+		c, cancel := short()
+		defer cancel()
+		var caps map[string]dbus.Variant
+		if err := call(c, "GetCapabilities").Store(&caps); err != nil {
+			return nil, h.mapErr(err)
+		}
+		return plain(caps), nil
+	case "status":
+		c, cancel := short()
+		defer cancel()
+		var st map[string]dbus.Variant
+		if err := call(c, "GetStatus").Store(&st); err != nil {
+			return nil, h.mapErr(err)
+		}
+		return plain(st), nil
+	case "list":
+		c, cancel := short()
+		defer cancel()
+		var list []map[string]dbus.Variant
+		if err := call(c, "ListCredentials", req.Filter).Store(&list); err != nil {
+			return nil, h.mapErr(err)
+		}
+		out := make([]Credential, 0, len(list))
+		for _, m := range list {
+			out = append(out, credential(m))
+		}
+		return out, nil
+	case "delete":
+		c, cancel := short()
+		defer cancel()
+		if err := call(c, "DeleteCredential", req.CredentialID).Store(); err != nil {
+			return nil, h.mapErr(err)
+		}
+		return nil, nil
+	case "protect", "unprotect":
+		c, cancel := short()
+		defer cancel()
+		if err := call(c, "SetProtected", req.CredentialID, req.Type == "protect").Store(); err != nil {
+			return nil, h.mapErr(err)
+		}
+		return nil, nil
+	case "cancel":
+		// Cancel() ends this host's create/get calls in flight (they share
+		// its bus connection); one port runs one ceremony at a time.
+		c, cancel := short()
+		defer cancel()
+		if err := call(c, "Cancel").Store(); err != nil {
+			return nil, h.mapErr(err)
+		}
+		return nil, nil
+	}
+	return nil, &ReplyError{ipc.TypeError, fmt.Sprintf("unknown request type %q", req.Type)}
+}
+
+// notReachable are bus errors meaning authd is not there.
+var notReachable = map[string]bool{
+	"org.freedesktop.DBus.Error.ServiceUnknown": true,
+	"org.freedesktop.DBus.Error.NameHasNoOwner": true,
+	"org.freedesktop.DBus.Error.NoServer":       true,
+	"org.freedesktop.DBus.Error.Disconnected":   true,
+	"org.freedesktop.DBus.Error.UnknownObject":  true,
+	"org.freedesktop.DBus.Error.TimedOut":       true,
+	"org.freedesktop.DBus.Error.NoReply":        true,
+}
+
+// mapErr turns a call error into a reply error.
+func (h *Host) mapErr(err error) *ReplyError {
+	name, msg := "", ""
+	var de dbus.Error
+	var dp *dbus.Error
+	switch {
+	case errors.As(err, &de):
+		name = de.Name
+		if len(de.Body) > 0 {
+			msg, _ = de.Body[0].(string)
+		}
+	case errors.As(err, &dp):
+		name = dp.Name
+		if len(dp.Body) > 0 {
+			msg, _ = dp.Body[0].(string)
+		}
+	}
+	if msg == "" {
+		msg = err.Error()
+	}
+	switch {
+	case name == "" && errors.Is(err, context.Canceled):
+		return &ReplyError{ipc.AbortError, "the request was abandoned"}
+	case name == "" && errors.Is(err, context.DeadlineExceeded):
+		return &ReplyError{NotReachable, "authd did not answer in time"}
+	case name == "" && (errors.Is(err, dbus.ErrClosed) || strings.Contains(err.Error(), "closed")):
+		h.closeConn()
+		return &ReplyError{NotReachable, "the bus connection to authd broke: " + err.Error()}
+	case notReachable[name] || strings.HasPrefix(name, "org.freedesktop.DBus.Error.Spawn."):
+		h.Log.Warn("nmhost: authd not reachable", "dbus_error", name)
+		return &ReplyError{NotReachable, "authd is not reachable: " + msg}
+	case name == dbusapi.AccessDenied:
+		return &ReplyError{ipc.NotAllowedError, "authd refused this host: " + msg}
+	case strings.HasPrefix(name, dbusapi.ErrorPrefix):
+		n := strings.TrimPrefix(name, dbusapi.ErrorPrefix)
+		switch n {
+		case ipc.NotAllowedError, ipc.InvalidStateError, ipc.SecurityError, ipc.NotSupportedError,
+			ipc.ConstraintError, ipc.AbortError, ipc.TypeError, ipc.UnknownError:
+			return &ReplyError{n, msg}
+		}
+		return &ReplyError{ipc.UnknownError, n + ": " + msg}
+	case name == "org.freedesktop.DBus.Error.InvalidArgs":
+		return &ReplyError{ipc.TypeError, msg}
+	}
+	if name != "" {
+		msg = name + ": " + msg
+	}
+	return &ReplyError{ipc.UnknownError, msg}
+}
+
+func credential(m map[string]dbus.Variant) Credential {
+	s := func(k string) string { v, _ := m[k].Value().(string); return v }
+	b := func(k string) bool { v, _ := m[k].Value().(bool); return v }
+	i := func(k string) int64 { v, _ := m[k].Value().(int64); return v }
+	return Credential{ID: s("id"), RPID: s("rp_id"), RPName: s("rp_name"), UserName: s("user_name"),
+		UserDisplayName: s("user_display_name"), Created: i("created"), LastUsed: i("last_used"),
+		Discoverable: b("discoverable"), Protected: b("protected"), Backend: s("backend")}
+}
+
+// plain turns an a{sv} into JSON-encodable values.
+func plain(m map[string]dbus.Variant) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = plainValue(v.Value())
+	}
+	return out
+}
+
+func plainValue(v any) any {
+	switch x := v.(type) {
+	case dbus.Variant:
+		return plainValue(x.Value())
+	case map[string]dbus.Variant:
+		return plain(x)
+	case []dbus.Variant:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = plainValue(e.Value())
+		}
+		return out
+	case dbus.ObjectPath:
+		return string(x)
+	case dbus.Signature:
+		return x.String()
+	}
+	return v
+}
