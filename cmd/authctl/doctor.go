@@ -46,6 +46,7 @@ func (c *cli) doctor() int {
 	c.doctorPinentry(report)
 	c.doctorSocket(report)
 	c.doctorInstall(report)
+	c.doctorBrowser(report)
 
 	if failed {
 		fmt.Fprintln(c.stdout, "\nSome checks failed; see the lines marked FAIL.")

@@ -38,6 +38,9 @@ Commands:
   install --user [--authd PATH]
                          write the systemd user unit and the D-Bus activation
                          file so authd starts on demand
+  browser install|uninstall [--extension-id ID] [--host PATH]
+                         install the browser extension's native-messaging
+                         host manifests (see authctl browser --help)
 
 Options:
   --bus ADDRESS          D-Bus address to use instead of the session bus
@@ -110,6 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case a == "-h" || a == "--help" || a == "help":
 			fmt.Fprint(stdout, usage)
 			return exitOK
+		case a == "browser" && len(pos) == 0:
+			return c.browser(args[i+1:])
 		case strings.HasPrefix(a, "-") && a != "-":
 			return c.usage("unknown option %s", a)
 		default:
