@@ -17,10 +17,9 @@ const HostName = "org.authd.nmhost"
 // DefaultExtensionID is the Chromium extension ID of authd's browser
 // extension. Chromium derives it from the "key" (the SPKI public key) in the
 // extension's manifest.json: the first 32 hex digits of SHA-256(key DER),
-// mapped 0-9a-f → a-p. PLACEHOLDER until browser/extension/ exists with its
-// pinned key: replace it with the ID that key yields (see
-// shared test-recipes Part 2 §2 "Pinning the extension id").
-const DefaultExtensionID = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+// mapped 0-9a-f → a-p. It is the ID pinned by the "key" in
+// browser/extension/manifest.json.
+const DefaultExtensionID = "okpgeddokidegbjehdpldcghndcghafp"
 
 // DefaultFirefoxID is the extension's browser_specific_settings.gecko.id.
 const DefaultFirefoxID = "passkeys@authd.org"

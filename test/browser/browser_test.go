@@ -1,0 +1,164 @@
+// Package browser runs authd's browser extension end to end in Debian's
+// headless Chromium, driven by playwright-core (test/browser/e2e.js): demo
+// relying party → extension → authd-nmhost → private session bus → authd.
+//
+// It runs when AUTHD_BROWSER_E2E=1 (needs chromium, node and `npm ci` in
+// this directory); otherwise it is skipped. Screenshots go to
+// test/browser/test-artifacts/ (ignored by git).
+package browser
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authd/authd/ipc/dbus/dbustest"
+)
+
+func need(t *testing.T, what string, ok bool) {
+	t.Helper()
+	if !ok {
+		t.Skip(what + " is missing")
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func start(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(os.Getenv("AUTHD_E2E_LOGDIR"), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("--- %s log ---\n%s", name, b)
+		}
+	})
+}
+
+func TestChromiumExtension(t *testing.T) {
+	if os.Getenv("AUTHD_BROWSER_E2E") != "1" {
+		t.Skip("set AUTHD_BROWSER_E2E=1 to run the Chromium end-to-end test (needs chromium, node and `npm ci` in test/browser)")
+	}
+	chromium, err := exec.LookPath("chromium")
+	need(t, "chromium", err == nil)
+	node, err := exec.LookPath("node")
+	need(t, "node", err == nil)
+	_, err = os.Stat("node_modules/playwright-core")
+	need(t, "test/browser/node_modules (run `npm ci` in test/browser)", err == nil)
+	dbustest.Require(t)
+
+	root, _ := filepath.Abs("../..")
+	tmp := t.TempDir()
+	logDir := filepath.Join(tmp, "logs")
+	os.MkdirAll(logDir, 0o755)
+	t.Setenv("AUTHD_E2E_LOGDIR", logDir)
+	bin := filepath.Join(tmp, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/authd", "./cmd/authd-nmhost", "./cmd/authd-demo-rp", "./cmd/authctl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	bus := dbustest.NewBus(t)
+	env := append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS="+bus.Addr, "XDG_CONFIG_HOME="+filepath.Join(tmp, "config"), "HOME="+tmp)
+
+	// Presence: approve unless the deny file exists (the user says no).
+	sockDir := filepath.Join(tmp, "run")
+	if err := os.Mkdir(sockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	denyFile := filepath.Join(tmp, "deny")
+	presence := filepath.Join(tmp, "presence.sh")
+	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+denyFile+" ]; then exit 1; fi\nexit 0\n"), 0o755)
+	authd := exec.Command(filepath.Join(bin, "authd"), "--state-dir", filepath.Join(tmp, "state"),
+		"--ctaphid-socket", filepath.Join(sockDir, "ctaphid.sock"), "--presence", "command:"+presence,
+		"--dbus", "session", "--tpm", "none", "--fingerprint", "none", "--log-level", "debug")
+	authd.Env = env
+	start(t, "authd", authd)
+	waitName(t, bus.Addr)
+
+	port := freePort(t)
+	rp := exec.Command(filepath.Join(bin, "authd-demo-rp"), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	start(t, "demo-rp", rp)
+	waitTCP(t, port)
+
+	udd := filepath.Join(tmp, "udd")
+	install := exec.Command(filepath.Join(bin, "authctl"), "browser", "install",
+		"--dir", filepath.Join(udd, "NativeMessagingHosts"), "--host", filepath.Join(bin, "authd-nmhost"))
+	install.Env = env
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("authctl browser install: %v\n%s", err, out)
+	}
+
+	artifacts, _ := filepath.Abs("test-artifacts")
+	os.MkdirAll(artifacts, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e2e := exec.CommandContext(ctx, node, "e2e.js")
+	e2e.Env = append(env,
+		"CHROMIUM="+chromium,
+		"EXT_DIR="+filepath.Join(root, "browser", "extension"),
+		"USER_DATA_DIR="+udd,
+		"RP_URL="+fmt.Sprintf("http://localhost:%d", port),
+		"DENY_FILE="+denyFile,
+		"ARTIFACTS="+artifacts,
+		"TMPDIR="+tmp,
+	)
+	out, err := e2e.CombinedOutput()
+	t.Logf("e2e.js output:\n%s", out)
+	if err != nil {
+		t.Fatalf("e2e.js: %v", err)
+	}
+}
+
+func waitName(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("dbus-send", "--bus="+addr, "--print-reply", "--dest=org.freedesktop.DBus",
+			"/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", "string:org.authd.Authenticator1").Output()
+		if strings.Contains(string(out), "true") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("authd did not take org.authd.Authenticator1 on the bus")
+}
+
+func waitTCP(t *testing.T, port int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the demo RP did not listen")
+}
+
