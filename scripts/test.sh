@@ -9,6 +9,8 @@
 #   FUZZ_BUDGET=60  rough upper bound in seconds for the whole fuzz smoke run
 #   SKIP_FUZZ=1     skip the fuzz smoke run
 #   GOTEST_FLAGS    extra flags for `go test -race` (e.g. "-run Interop -v")
+#   AUTHD_BROWSER_E2E=0  skip the Chromium end-to-end test (test/browser); it
+#                   runs when chromium and node/npm are installed
 #
 # As root it installs the Debian packages the interop tests need
 # (python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools), running
@@ -17,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon)
+PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon chromium)
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -151,6 +153,14 @@ main() {
 	command -v go >/dev/null 2>&1 || { echo "go not found on PATH" >&2; exit 1; }
 	log "$(go version)"
 
+	# The Chromium e2e test (test/browser) needs playwright-core from the lock file.
+	if [[ "${AUTHD_BROWSER_E2E:-}" != 0 ]] && command -v chromium >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+		step "npm ci (test/browser)" npm ci --prefix test/browser --no-audit --no-fund
+		export AUTHD_BROWSER_E2E=1
+	elif [[ -n "${CI:-}" && "${AUTHD_BROWSER_E2E:-}" != 0 ]]; then
+		echo "the browser e2e test needs chromium and node/npm" >&2
+		exit 1
+	fi
 	step "go vet ./..." go vet ./...
 	step "gofmt -l ." check_gofmt
 	# shellcheck disable=SC2086 # GOTEST_FLAGS is a list of flags
