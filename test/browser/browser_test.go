@@ -1,6 +1,9 @@
 // Package browser runs authd's browser extension end to end in Debian's
 // headless Chromium, driven by playwright-core (test/browser/e2e.js): demo
-// relying party → extension → authd-nmhost → private session bus → authd.
+// relying party → extension → authd-nmhost → private session bus → authd,
+// and the fallback to Chromium's own WebAuthn (a DevTools virtual
+// authenticator) when authd is not on the bus or the page asks for a
+// cross-platform authenticator.
 //
 // It runs when AUTHD_BROWSER_E2E=1 (needs chromium, node and `npm ci` in
 // this directory); otherwise it is skipped. Screenshots go to
@@ -116,6 +119,17 @@ func TestChromiumExtension(t *testing.T) {
 		t.Fatalf("authctl browser install: %v\n%s", err, out)
 	}
 
+	// A second browser profile whose host talks to a bus where nobody owns
+	// org.authd.Authenticator1 (authd not running): the fallback phase.
+	emptyBus := dbustest.NewBus(t)
+	udd2 := filepath.Join(tmp, "udd-no-authd")
+	install = exec.Command(filepath.Join(bin, "authctl"), "browser", "install",
+		"--dir", filepath.Join(udd2, "NativeMessagingHosts"), "--host", filepath.Join(bin, "authd-nmhost"))
+	install.Env = env
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("authctl browser install (second profile): %v\n%s", err, out)
+	}
+
 	artifacts, _ := filepath.Abs("test-artifacts")
 	os.MkdirAll(artifacts, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -125,6 +139,8 @@ func TestChromiumExtension(t *testing.T) {
 		"CHROMIUM="+chromium,
 		"EXT_DIR="+filepath.Join(root, "browser", "extension"),
 		"USER_DATA_DIR="+udd,
+		"USER_DATA_DIR_NO_AUTHD="+udd2,
+		"EMPTY_BUS_ADDRESS="+emptyBus.Addr,
 		"RP_URL="+fmt.Sprintf("http://localhost:%d", port),
 		"DENY_FILE="+denyFile,
 		"ARTIFACTS="+artifacts,

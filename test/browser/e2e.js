@@ -1,7 +1,10 @@
 // End-to-end test of authd's browser extension in headless Chromium.
 // Started by browser_test.go, which provides authd on a private session bus,
 // the demo RP, the host manifest in the user-data-dir and these variables:
-// CHROMIUM, EXT_DIR, USER_DATA_DIR, RP_URL, DENY_FILE, ARTIFACTS.
+// CHROMIUM, EXT_DIR, USER_DATA_DIR, RP_URL, DENY_FILE, ARTIFACTS, and for the
+// fallback phase USER_DATA_DIR_NO_AUTHD (a second profile with the host
+// manifest) and EMPTY_BUS_ADDRESS (a session bus where nobody owns
+// org.authd.Authenticator1, i.e. authd is not running).
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -21,19 +24,44 @@ async function status(page, want) {
   if (want) check(st.state === want, `#status is ${want} (${st.text})`);
   return st;
 }
+// virtualAuthenticator enables Chromium's DevTools WebAuthn domain on the
+// page's CDP session and adds a CTAP2 virtual authenticator: the browser's own
+// WebAuthn path, which the extension must fall back to.
+async function virtualAuthenticator(ctx, page, transport) {
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send("WebAuthn.enable", { enableUI: false });
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: {
+    protocol: "ctap2", ctap2Version: "ctap2_1", transport, hasResidentKey: true, hasUserVerification: true,
+    isUserVerified: true, automaticPresenceSimulation: true } });
+  const creds = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials
+    .map((c) => ({ ...c, id: Buffer.from(c.credentialId, "base64").toString("base64url") }));
+  return { cdp, authenticatorId, creds };
+}
+// authdList is what authd holds, read through the management page (profile
+// with authd).
+async function authdList(mgmt) {
+  await mgmt.reload();
+  await mgmt.waitForSelector("body[data-loaded]", { timeout: 15000 });
+  const rows = await mgmt.$$eval("#list li.passkey", (l) => l.map((e) => e.textContent));
+  // Not vacuous: authd answered and still lists the throwaway "shape" passkey.
+  check(rows.some((x) => x.includes("shape")), `authd's list was read (${rows.length} passkeys)`);
+  return rows;
+}
 async function signOut(page) {
   await page.evaluate(() => fetch("/logout", { method: "POST", credentials: "same-origin" }));
   await page.goto(RP);
 }
 
+const launchOptions = {
+  executablePath: env("CHROMIUM"),
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", `--load-extension=${EXT}`, `--disable-extensions-except=${EXT}`],
+  viewport: { width: 900, height: 700 },
+};
+
 (async () => {
-  const ctx = await chromium.launchPersistentContext(env("USER_DATA_DIR"), {
-    executablePath: env("CHROMIUM"),
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--no-first-run", `--load-extension=${EXT}`, `--disable-extensions-except=${EXT}`],
-    viewport: { width: 900, height: 700 },
-  });
+  const ctx = await chromium.launchPersistentContext(env("USER_DATA_DIR"), launchOptions);
   try {
     const sw = ctx.serviceWorkers()[0] || (await ctx.waitForEvent("serviceworker", { timeout: 15000 }));
     const extId = sw.url().split("/")[2];
@@ -148,6 +176,77 @@ async function signOut(page) {
     await page.click("#login");
     await status(page, "error");
     await page.screenshot({ path: path.join(ART, "8-signin-after-delete.png") });
+
+    // (b) authd running, the page asks for a cross-platform authenticator: the
+    // browser's own WebAuthn answers (a virtual USB security key), not authd.
+    const usb = await virtualAuthenticator(ctx, page, "usb");
+    await page.bringToFront(); // WebAuthn needs the focused page (the management page was in front)
+    const xp = await page.evaluate(async () => {
+      const rnd = (n) => crypto.getRandomValues(new Uint8Array(n));
+      const c = await navigator.credentials.create({ publicKey: {
+        challenge: rnd(32), rp: { id: "localhost", name: "xplat" }, user: { id: rnd(16), name: "carol-xplat", displayName: "carol-xplat" },
+        pubKeyCredParams: [{ type: "public-key", alg: -7 }],
+        authenticatorSelection: { authenticatorAttachment: "cross-platform", residentKey: "required", userVerification: "required" } } });
+      return { id: c.id, attachment: c.authenticatorAttachment, transports: c.response.getTransports(),
+        native: Object.getOwnPropertyNames(c).length === 0 };
+    });
+    log("cross-platform credential:", JSON.stringify(xp));
+    let vcreds = await usb.creds();
+    log("virtual USB authenticator holds:", JSON.stringify(vcreds.map((c) => ({ id: c.id, rpId: c.rpId, userName: c.userName }))));
+    check(vcreds.some((c) => c.id === xp.id && c.rpId === "localhost"), "cross-platform create() is in the virtual authenticator (WebAuthn.getCredentials)");
+    check(xp.native && xp.attachment === "cross-platform" && xp.transports.includes("usb"), "cross-platform credential is the browser's own (usb, cross-platform)");
+    r = await authdList(mgmt);
+    check(!r.some((x) => x.includes("carol-xplat")), "cross-platform credential is not in authd's list");
+    await usb.cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: usb.authenticatorId });
+
+    // (a) authd not running: a second profile whose host finds a session bus
+    // where nobody owns org.authd.Authenticator1. Register and sign in on the
+    // demo RP through the browser's own WebAuthn (a virtual platform
+    // authenticator).
+    const ctx2 = await chromium.launchPersistentContext(env("USER_DATA_DIR_NO_AUTHD"), {
+      ...launchOptions, env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: env("EMPTY_BUS_ADDRESS") },
+    });
+    try {
+      const sw2 = ctx2.serviceWorkers()[0] || (await ctx2.waitForEvent("serviceworker", { timeout: 15000 }));
+      check(sw2.url().split("/")[2] === EXPECTED_ID, "second profile (no authd) has the extension");
+      const p2 = await ctx2.newPage();
+      p2.on("console", (m) => { if (m.type() === "error") log("page2 console:", m.text()); });
+      await p2.goto(RP);
+      const hostSays = await sw2.evaluate(() => new Promise((resolve) => {
+        const port = chrome.runtime.connectNative("org.authd.nmhost");
+        port.onMessage.addListener((m) => { resolve(m); port.disconnect(); });
+        port.onDisconnect.addListener(() => resolve({ disconnected: chrome.runtime.lastError && chrome.runtime.lastError.message }));
+        port.postMessage({ id: "probe", type: "status" });
+      }));
+      log("host in the second profile:", JSON.stringify(hostSays));
+      check(hostSays && hostSays.error && hostSays.error.name === "NotReachable", "the host answers NotReachable (authd not on its bus)");
+      const plat = await virtualAuthenticator(ctx2, p2, "internal");
+      await p2.bringToFront();
+      await p2.fill("#username", "bob-native");
+      await p2.click("#register");
+      await status(p2, "ok");
+      await p2.screenshot({ path: path.join(ART, "9-fallback-registered.png") });
+      vcreds = await plat.creds();
+      log("virtual platform authenticator holds:", JSON.stringify(vcreds.map((c) => ({ id: c.id, rpId: c.rpId, userName: c.userName, signCount: c.signCount }))));
+      check(vcreds.length === 1 && vcreds[0].rpId === "localhost" && vcreds[0].isResidentCredential, "registration without authd went to the browser's own WebAuthn (WebAuthn.getCredentials)");
+      const count0 = vcreds[0].signCount;
+      await signOut(p2);
+      await p2.click("#login");
+      await status(p2, "ok");
+      check((await p2.textContent("#user")) === "bob-native", "signed in as bob-native without authd (discoverable, browser's own WebAuthn)");
+      await signOut(p2);
+      await p2.fill("#username", "bob-native");
+      await p2.click("#login");
+      await status(p2, "ok");
+      check((await p2.textContent("#user")) === "bob-native", "signed in as bob-native without authd (by username)");
+      await p2.screenshot({ path: path.join(ART, "10-fallback-signed-in.png") });
+      vcreds = await plat.creds();
+      check(vcreds.length === 1 && vcreds[0].signCount >= count0 + 2, `the virtual authenticator signed both sign-ins (signCount ${count0} → ${vcreds[0].signCount})`);
+      r = await authdList(mgmt);
+      check(!r.some((x) => x.includes("bob-native")), "the fallback credential is not in authd's list");
+    } finally {
+      await ctx2.close();
+    }
     log("PASS in", ((Date.now() - t0) / 1000).toFixed(1), "s");
   } finally {
     await ctx.close();
