@@ -72,6 +72,12 @@ const (
 	UnknownError      = "UnknownError"
 )
 
+// UseAnotherDevice is not a DOMException: the user chose another
+// authenticator in authd's prompt; the client should use the platform's own
+// WebAuthn (phone by QR code, security key) with the original request. Only
+// MakeCredential and GetAssertion return it.
+const UseAnotherDevice = "UseAnotherDevice"
+
 // Error is an API error: a DOMException name and a human message. On D-Bus
 // it is the error org.authd.Error.<Name>.
 type Error struct {

@@ -20,6 +20,10 @@ const DefaultGrace = 2 * time.Second
 // the log, so that a chatty or hostile helper cannot flood it.
 const maxHelperLog = 8 << 10
 
+// ExitAlternative is the exit status by which a CommandPresence helper says
+// "use another device" (only when AUTHD_ALLOW_ALTERNATIVE=1).
+const ExitAlternative = 3
+
 // CommandPresence asks through a helper program (--presence command:PATH),
 // typically a desktop dialog, for a daemon that has no terminal. The helper
 // is run directly (no shell) with the daemon's environment plus:
@@ -29,7 +33,13 @@ const maxHelperLog = 8 << 10
 //	AUTHD_USER_NAME  the user name, sanitised, possibly empty
 //	AUTHD_MESSAGE    the question to show, from Message
 //
-// Exit status 0 approves; any other outcome declines. The values come from
+//	AUTHD_ALLOW_ALTERNATIVE  "1" when the helper may offer "use another
+//	                         device" (WithAlternative), else ""
+//
+// Exit status 0 approves; any other outcome declines. When
+// AUTHD_ALLOW_ALTERNATIVE is "1", exit status 3 (ExitAlternative) means the
+// user chose another device: the choice is recorded (AlternativeChoice) and
+// the request declined; without it, 3 declines like any other status. The values come from
 // remote websites: they are free of control characters, but a helper that
 // renders markup (zenity, notify-send) must still escape them.
 //
@@ -54,8 +64,14 @@ func (p CommandPresence) ConfirmPresence(ctx context.Context, op, rpID, userName
 		grace = DefaultGrace
 	}
 
+	alt := Alternative(ctx)
+	allowAlt := ""
+	if alt != nil {
+		allowAlt = "1"
+	}
 	cmd := exec.CommandContext(ctx, p.Path)
 	cmd.Env = append(os.Environ(),
+		"AUTHD_ALLOW_ALTERNATIVE="+allowAlt,
 		"AUTHD_OPERATION="+Sanitize(op, 64),
 		"AUTHD_RP_ID="+Sanitize(rpID, maxRPIDRunes),
 		"AUTHD_USER_NAME="+Sanitize(userName, maxUserRunes),
@@ -102,6 +118,11 @@ func (p CommandPresence) ConfirmPresence(ctx context.Context, op, rpID, userName
 	if err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
+			if alt != nil && exitErr.ExitCode() == ExitAlternative {
+				alt.Choose()
+				log.Info("presence declined: the user chose another device in the helper")
+				return fmt.Errorf("%w: helper %s: the user chose another device", ErrDeclined, p.Path)
+			}
 			log.Info("presence declined by helper", "status", exitErr.ProcessState.String())
 			return fmt.Errorf("%w: helper %s: %s", ErrDeclined, p.Path, exitErr.ProcessState)
 		}

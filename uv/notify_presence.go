@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/authd/authd/uv/notify"
 )
 
 // DefaultNotifyTimeout is how long NotifyPresence waits for an answer when
@@ -25,6 +27,13 @@ type Notifier interface {
 	Ask(ctx context.Context, title, body string) (allowed bool, err error)
 }
 
+// OtherNotifier is a Notifier that can also offer a third action (AskOther
+// in uv/notify). *notify.Notifier satisfies it.
+type OtherNotifier interface {
+	Notifier
+	AskOther(ctx context.Context, title, body, otherLabel string) (notify.Answer, error)
+}
+
 // NotifyPresence asks through a desktop notification (--presence notify):
 // the notification names the operation, the relying party ID, the user name
 // and, where known (WithRequester), the requesting program, and offers
@@ -35,6 +44,11 @@ type Notifier interface {
 // notification is withdrawn and ctx.Err() returned; when nobody answers
 // within Timeout it is withdrawn too, and the error wraps
 // context.DeadlineExceeded.
+//
+// When ctx allows another device (WithAlternative) and the Notifier is an
+// OtherNotifier, the notification also offers "Use another device"
+// (AlternativeLabel); choosing it records the choice and declines
+// (ErrDeclined). Without the flag the notification is unchanged.
 //
 // NotifyPresence is also a Chooser (Choose, in choose.go) when its Notifier
 // is a ChoiceNotifier, as *notify.Notifier is.
@@ -62,7 +76,20 @@ func (p NotifyPresence) ConfirmPresence(ctx context.Context, op, rpID, userName 
 	defer cancel()
 
 	title, body := NotifyText(ctx, op, rpID, userName)
-	allowed, err := p.Notifier.Ask(tctx, title, body)
+	var allowed bool
+	var err error
+	if on, ok := p.Notifier.(OtherNotifier); ok && Alternative(ctx) != nil {
+		var ans notify.Answer
+		ans, err = on.AskOther(tctx, title, body, AlternativeLabel)
+		if ans == notify.Other && err == nil {
+			Alternative(ctx).Choose()
+			log.Info("presence declined: the user chose another device in the desktop notification")
+			return fmt.Errorf("%w: the user chose another device", ErrDeclined)
+		}
+		allowed = ans == notify.Allowed
+	} else {
+		allowed, err = p.Notifier.Ask(tctx, title, body)
+	}
 	switch {
 	case allowed && err == nil:
 		log.Info("presence confirmed in a desktop notification")

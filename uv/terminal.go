@@ -33,6 +33,11 @@ const maxAnswer = 256
 // also flushed before each prompt. If In is not a terminal and reaches end
 // of file, this and every later prompt are declined.
 //
+// When ctx allows another device (WithAlternative), the prompt also offers
+// "o" (or "other"): use another device. That answer records the choice
+// (AlternativeChoice) and declines. Without the flag "o" declines like any
+// other answer.
+//
 // TerminalPresence is also a Chooser (Choose, in choose.go): a numbered
 // list answered by a number, under the same rules.
 //
@@ -88,7 +93,12 @@ func (t *TerminalPresence) ConfirmPresence(ctx context.Context, op, rpID, userNa
 	t.active.Store(gen)
 	defer t.active.Store(0)
 
-	if _, err := fmt.Fprintf(t.Out, "\nauthd: %s\nApprove? [y/N] ", Message(op, rpID, userName)); err != nil {
+	alt := Alternative(ctx)
+	question := "Approve? [y/N] "
+	if alt != nil {
+		question = "Approve? [y/N, o = use another device] "
+	}
+	if _, err := fmt.Fprintf(t.Out, "\nauthd: %s\n%s", Message(op, rpID, userName), question); err != nil {
 		return fmt.Errorf("%w: write prompt: %v", ErrDeclined, err)
 	}
 	for {
@@ -101,6 +111,12 @@ func (t *TerminalPresence) ConfirmPresence(ctx context.Context, op, rpID, userNa
 			if approved(l.text) {
 				log.Info("presence approved on terminal")
 				return nil
+			}
+			if alt != nil && other(l.text) {
+				alt.Choose()
+				fmt.Fprintln(t.Out, "Using another device.")
+				log.Info("presence declined: the user chose another device on the terminal")
+				return fmt.Errorf("%w: the user chose another device", ErrDeclined)
 			}
 			fmt.Fprintln(t.Out, "Declined.")
 			log.Info("presence declined on terminal")
@@ -121,6 +137,11 @@ func (t *TerminalPresence) ConfirmPresence(ctx context.Context, op, rpID, userNa
 func approved(answer string) bool {
 	a := strings.ToLower(strings.TrimSpace(answer))
 	return a == "y" || a == "yes"
+}
+
+func other(answer string) bool {
+	a := strings.ToLower(strings.TrimSpace(answer))
+	return a == "o" || a == "other"
 }
 
 func (t *TerminalPresence) start() {

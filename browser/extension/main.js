@@ -155,7 +155,9 @@
         settled = true;
         if (rep.ok) {
           try { resolve(credential(rep.result, type === "create")); } catch (e) { reject(new DOMException("authd returned an unusable credential: " + e.message, "UnknownError")); }
-        } else if (rep.error && rep.error.name === "NotReachable") {
+        } else if (rep.error && (rep.error.name === "NotReachable" || rep.error.name === "UseAnotherDevice")) {
+          // authd is not there, or the user chose another device in authd's
+          // prompt: the browser's own WebAuthn handles the original request.
           reject(new Fallback(rep.error.message));
         } else {
           reject(toError(rep.error));

@@ -283,16 +283,28 @@ func (b backend) client(peer ipc.Peer) *webauthn.Client {
 	}
 }
 
+// alternativeError is apiError, except that a request the user sent to
+// another device in authd's prompt fails with UseAnotherDevice, so that the
+// client (the browser extension) hands it to the platform's own WebAuthn.
+func alternativeError(err error, alt *uv.AlternativeChoice) error {
+	if err != nil && alt.Chosen() {
+		return ipc.Errorf(ipc.UseAnotherDevice, "the user chose another device")
+	}
+	return apiError(err)
+}
+
 func (b backend) MakeCredential(ctx context.Context, peer ipc.Peer, origin string, options []byte, hints ipc.Hints) ([]byte, error) {
 	b.d.log.Info("daemon: passkey creation requested", "origin", origin, "pid", peer.PID, "exe", peer.Exe)
 	ctx = uv.WithRequester(ctx, peer.Exe)
+	ctx, alt := uv.WithAlternative(ctx)
 	out, err := b.client(peer).Create(ctx, origin, options, hints)
-	return out, apiError(err)
+	return out, alternativeError(err, alt)
 }
 
 func (b backend) GetAssertion(ctx context.Context, peer ipc.Peer, origin string, options []byte, hints ipc.Hints) ([]byte, error) {
 	b.d.log.Info("daemon: sign-in requested", "origin", origin, "pid", peer.PID, "exe", peer.Exe)
 	ctx = uv.WithRequester(ctx, peer.Exe)
+	ctx, alt := uv.WithAlternative(ctx)
 	out, err := b.client(peer).Get(ctx, origin, options, hints)
-	return out, apiError(err)
+	return out, alternativeError(err, alt)
 }

@@ -18,7 +18,9 @@
 //
 // Error names are the DOMException names of org.authd.Error.<Name>, plus
 // "NotReachable" when authd cannot be reached (the extension then hands the
-// request to the browser's own WebAuthn). Messages that cannot be parsed are
+// request to the browser's own WebAuthn), and "UseAnotherDevice"
+// (org.authd.Error.UseAnotherDevice) when the user chose another device in
+// authd's prompt, which the extension handles the same way. Messages that cannot be parsed are
 // answered with id null.
 package nmhost
 

@@ -426,7 +426,7 @@ func (h *Host) mapErr(err error) *ReplyError {
 		n := strings.TrimPrefix(name, dbusapi.ErrorPrefix)
 		switch n {
 		case ipc.NotAllowedError, ipc.InvalidStateError, ipc.SecurityError, ipc.NotSupportedError,
-			ipc.ConstraintError, ipc.AbortError, ipc.TypeError, ipc.UnknownError:
+			ipc.ConstraintError, ipc.AbortError, ipc.TypeError, ipc.UnknownError, ipc.UseAnotherDevice:
 			return &ReplyError{n, msg}
 		}
 		return &ReplyError{ipc.UnknownError, n + ": " + msg}

@@ -96,9 +96,14 @@ func TestChromiumExtension(t *testing.T) {
 	if err := os.Mkdir(sockDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// While the other file exists the user picks "use another device" (exit
+	// 3, offered only when AUTHD_ALLOW_ALTERNATIVE=1) and the prompt's op is
+	// appended to other.asked.
 	denyFile := filepath.Join(tmp, "deny")
+	otherFile := filepath.Join(tmp, "other")
 	presence := filepath.Join(tmp, "presence.sh")
-	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+denyFile+" ]; then exit 1; fi\nexit 0\n"), 0o755)
+	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+denyFile+" ]; then exit 1; fi\n"+
+		"if [ -e "+otherFile+" ] && [ \"$AUTHD_ALLOW_ALTERNATIVE\" = 1 ]; then echo \"$AUTHD_OPERATION\" >> "+otherFile+".asked; exit 3; fi\nexit 0\n"), 0o755)
 	authd := exec.Command(filepath.Join(bin, "authd"), "--state-dir", filepath.Join(tmp, "state"),
 		"--ctaphid-socket", filepath.Join(sockDir, "ctaphid.sock"), "--presence", "command:"+presence,
 		"--dbus", "session", "--tpm", "none", "--fingerprint", "none", "--log-level", "debug")
@@ -143,6 +148,7 @@ func TestChromiumExtension(t *testing.T) {
 		"EMPTY_BUS_ADDRESS="+emptyBus.Addr,
 		"RP_URL="+fmt.Sprintf("http://localhost:%d", port),
 		"DENY_FILE="+denyFile,
+		"OTHER_FILE="+otherFile,
 		"ARTIFACTS="+artifacts,
 		"TMPDIR="+tmp,
 	)

@@ -1,7 +1,8 @@
 // End-to-end test of authd's browser extension in headless Chromium.
 // Started by browser_test.go, which provides authd on a private session bus,
 // the demo RP, the host manifest in the user-data-dir and these variables:
-// CHROMIUM, EXT_DIR, USER_DATA_DIR, RP_URL, DENY_FILE, ARTIFACTS, and for the
+// CHROMIUM, EXT_DIR, USER_DATA_DIR, RP_URL, DENY_FILE, OTHER_FILE (while it
+// exists authd's prompt answers "use another device"), ARTIFACTS, and for the
 // fallback phase USER_DATA_DIR_NO_AUTHD (a second profile with the host
 // manifest) and EMPTY_BUS_ADDRESS (a session bus where nobody owns
 // org.authd.Authenticator1, i.e. authd is not running).
@@ -12,7 +13,7 @@ const { chromium } = require("playwright-core");
 
 const EXPECTED_ID = "okpgeddokidegbjehdpldcghndcghafp"; // pinned by "key" in manifest.json
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + " is not set"); return v; };
-const RP = env("RP_URL"), EXT = env("EXT_DIR"), ART = env("ARTIFACTS"), DENY = env("DENY_FILE");
+const RP = env("RP_URL"), EXT = env("EXT_DIR"), ART = env("ARTIFACTS"), DENY = env("DENY_FILE"), OTHER = env("OTHER_FILE");
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 function check(cond, what) { if (!cond) throw new Error("FAILED: " + what); log("ok:", what); }
@@ -198,6 +199,28 @@ const launchOptions = {
     r = await authdList(mgmt);
     check(!r.some((x) => x.includes("carol-xplat")), "cross-platform credential is not in authd's list");
     await usb.cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: usb.authenticatorId });
+
+    // (c) authd running, the user picks "use another device" in authd's
+    // prompt: the extension hands the page's original request to the
+    // browser's own WebAuthn (a virtual platform authenticator).
+    fs.writeFileSync(OTHER, "");
+    const other = await virtualAuthenticator(ctx, page, "internal");
+    await page.bringToFront();
+    await signOut(page);
+    await page.fill("#username", "dave-other");
+    await page.click("#register");
+    await status(page, "ok");
+    await page.screenshot({ path: path.join(ART, "8b-use-another-device-registered.png") });
+    const asked = fs.existsSync(OTHER + ".asked") ? fs.readFileSync(OTHER + ".asked", "utf8").trim().split("\n") : [];
+    check(asked.includes("makeCredential"), `authd's prompt was asked and answered "use another device" (${asked.join(",")})`);
+    vcreds = await other.creds();
+    log("virtual platform authenticator holds:", JSON.stringify(vcreds.map((c) => ({ id: c.id, rpId: c.rpId, userName: c.userName }))));
+    check(vcreds.length === 1 && vcreds[0].rpId === "localhost", "after \"use another device\" the registration went to the browser's own WebAuthn (WebAuthn.getCredentials)");
+    check((await page.textContent("#user")) === "dave-other", "the demo RP registered dave-other");
+    r = await authdList(mgmt);
+    check(!r.some((x) => x.includes("dave-other")), "the other device's credential is not in authd's list");
+    await other.cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: other.authenticatorId });
+    fs.unlinkSync(OTHER);
 
     // (a) authd not running: a second profile whose host finds a session bus
     // where nobody owns org.authd.Authenticator1. Register and sign in on the

@@ -38,6 +38,8 @@ const (
 const (
 	ActionAllow = "allow"
 	ActionDeny  = "deny"
+	// ActionOther is the third action AskOther adds ("use another device").
+	ActionOther = "other"
 )
 
 // Reasons of the NotificationClosed signal (specification, "Signals").
@@ -154,6 +156,37 @@ func (n *Notifier) Ask(ctx context.Context, title, body string) (bool, error) {
 	// notification): no consent. Make sure it goes away.
 	withdraw()
 	return false, nil
+}
+
+// Answer is the outcome of AskOther.
+type Answer int
+
+// AskOther's answers.
+const (
+	Denied  Answer = iota // Deny, or an action not offered
+	Allowed               // Allow
+	Other                 // the third action (ActionOther)
+)
+
+// AskOther is Ask with a third action, key ActionOther labelled otherLabel
+// (for example "Use another device"), between Allow and Deny. It returns
+// Allowed, Other or Denied with a nil error, or Denied with the errors Ask
+// returns. The notification is withdrawn unless the answer was Allow.
+func (n *Notifier) AskOther(ctx context.Context, title, body, otherLabel string) (Answer, error) {
+	key, withdraw, err := n.show(ctx, title, body,
+		[]string{ActionAllow, "Allow", ActionOther, clean(otherLabel), ActionDeny, "Deny"})
+	if err != nil {
+		return Denied, err
+	}
+	switch key {
+	case ActionAllow:
+		return Allowed, nil
+	case ActionOther:
+		withdraw()
+		return Other, nil
+	}
+	withdraw()
+	return Denied, nil
 }
 
 // MaxChoices is the most labels AskChoice shows: notification servers lay
