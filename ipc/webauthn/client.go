@@ -133,18 +133,7 @@ func (c *Client) Create(ctx context.Context, origin string, optionsJSON []byte, 
 	if err != nil {
 		return nil, err
 	}
-	oi, err := parseOrigin(origin)
-	if err != nil {
-		return nil, err
-	}
-	if o.hasRPID && o.RPID == "" {
-		return nil, ipc.Errorf(ipc.SecurityError, "rp.id is empty")
-	}
-	rpID, err := oi.rpID(o.RPID)
-	if err != nil {
-		return nil, err
-	}
-	cross, top, err := crossOrigin(oi, hints.TopOrigin)
+	oi, rpID, cross, top, err := resolveCaller(origin, o.hasRPID, o.RPID, "rp.id", hints.TopOrigin)
 	if err != nil {
 		return nil, err
 	}
@@ -161,12 +150,39 @@ func (c *Client) Create(ctx context.Context, origin string, optionsJSON []byte, 
 		}
 	}
 	cdj := clientDataJSON(typeCreate, o.Challenge, oi.serialized, cross, top)
-	s, cancel := c.newSession(ctx, o.TimeoutMS, hints.Timeout)
+	return c.run(ctx, "create", origin, rpID, o.TimeoutMS, hints, func(s *session) ([]byte, error) {
+		return s.create(o, rpID, cdj, prfSalts)
+	})
+}
+
+// resolveCaller checks the origin and the RP ID against it (member names the
+// RP ID's field for the error) and works out the cross-origin state from the
+// top-level origin hint (WebAuthn L3 §5.1.3 and §5.1.4 steps 5–8).
+func resolveCaller(origin string, hasRPID bool, rpID, member, topOrigin string) (oi *originInfo, id string, cross bool, top string, err error) {
+	if oi, err = parseOrigin(origin); err != nil {
+		return nil, "", false, "", err
+	}
+	if hasRPID && rpID == "" {
+		return nil, "", false, "", ipc.Errorf(ipc.SecurityError, "%s is empty", member)
+	}
+	if id, err = oi.rpID(rpID); err != nil {
+		return nil, "", false, "", err
+	}
+	if cross, top, err = crossOrigin(oi, topOrigin); err != nil {
+		return nil, "", false, "", err
+	}
+	return oi, id, cross, top, nil
+}
+
+// run runs one ceremony in a session bounded by the request's timeouts and
+// maps its failure to a WebAuthn error.
+func (c *Client) run(ctx context.Context, op, origin, rpID string, timeoutMS uint64, hints ipc.Hints, fn func(*session) ([]byte, error)) ([]byte, error) {
+	s, cancel := c.newSession(ctx, timeoutMS, hints.Timeout)
 	defer cancel()
-	out, err := s.create(o, rpID, cdj, prfSalts)
+	out, err := fn(s)
 	if err != nil {
 		err = s.mapError(err)
-		c.log().Info("webauthn: create failed", "origin", origin, "rp_id", rpID, "error", err)
+		c.log().Info("webauthn: "+op+" failed", "origin", origin, "rp_id", rpID, "error", err)
 		return nil, err
 	}
 	return out, nil
@@ -480,18 +496,7 @@ func (c *Client) Get(ctx context.Context, origin string, optionsJSON []byte, hin
 	if err != nil {
 		return nil, err
 	}
-	oi, err := parseOrigin(origin)
-	if err != nil {
-		return nil, err
-	}
-	if o.hasRPID && o.RPID == "" {
-		return nil, ipc.Errorf(ipc.SecurityError, "rpId is empty")
-	}
-	rpID, err := oi.rpID(o.RPID)
-	if err != nil {
-		return nil, err
-	}
-	cross, top, err := crossOrigin(oi, hints.TopOrigin)
+	oi, rpID, cross, top, err := resolveCaller(origin, o.hasRPID, o.RPID, "rpId", hints.TopOrigin)
 	if err != nil {
 		return nil, err
 	}
@@ -504,15 +509,9 @@ func (c *Client) Get(ctx context.Context, origin string, optionsJSON []byte, hin
 		return nil, err
 	}
 	cdj := clientDataJSON(typeGet, o.Challenge, oi.serialized, cross, top)
-	s, cancel := c.newSession(ctx, o.TimeoutMS, hints.Timeout)
-	defer cancel()
-	out, err := s.get(o, rpID, cdj, prf, lb)
-	if err != nil {
-		err = s.mapError(err)
-		c.log().Info("webauthn: get failed", "origin", origin, "rp_id", rpID, "error", err)
-		return nil, err
-	}
-	return out, nil
+	return c.run(ctx, "get", origin, rpID, o.TimeoutMS, hints, func(s *session) ([]byte, error) {
+		return s.get(o, rpID, cdj, prf, lb)
+	})
 }
 
 // prfGet is the validated prf input of a get(): salts for every credential
