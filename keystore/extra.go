@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/authd/authd/internal/cbor"
 	bolt "go.etcd.io/bbolt"
@@ -55,17 +56,61 @@ func (s *Store) putMeta(op string, key, value []byte) error {
 	return nil
 }
 
+// settingsCache keeps the decoded settings of one database file: every
+// getAssertion consults alwaysUv, and a read transaction plus a CBOR decode
+// per sign-in would be work done again and again on the hot path. Wipe and
+// rekey open a new *bolt.DB, which invalidates the entry by itself.
+type settingsCache struct {
+	mu  sync.Mutex
+	db  *bolt.DB
+	st  Settings
+	gen uint64 // bumped by every UpdateSettings; a read that raced one is not cached
+}
+
 // Settings returns the authenticatorConfig settings (defaults when never set).
 func (s *Store) Settings() (Settings, error) {
+	s.mu.RLock()
+	db, closed := s.db, s.closed
+	s.mu.RUnlock()
+	if closed {
+		return Settings{}, errClosed("Settings")
+	}
+	s.settings.mu.Lock()
+	if s.settings.db != nil && s.settings.db == db {
+		st := s.settings.st.clone()
+		s.settings.mu.Unlock()
+		return st, nil
+	}
+	gen := s.settings.gen
+	s.settings.mu.Unlock()
 	data, _, err := s.getMeta("Settings", keySettings)
 	var st Settings
-	if err != nil || data == nil {
+	if err != nil {
 		return st, err
 	}
-	if err := cbor.UnmarshalRecord(data, &st); err != nil {
-		return Settings{}, fmt.Errorf("keystore: settings: %w: %v", ErrCorrupt, err)
+	if data != nil {
+		if err := cbor.UnmarshalRecord(data, &st); err != nil {
+			return Settings{}, fmt.Errorf("keystore: settings: %w: %v", ErrCorrupt, err)
+		}
 	}
+	s.settings.mu.Lock()
+	if s.settings.gen == gen {
+		s.settings.db, s.settings.st = db, st.clone()
+	}
+	s.settings.mu.Unlock()
 	return st, nil
+}
+
+func (st Settings) clone() Settings {
+	st.MinPINLengthRPIDs = append([]string(nil), st.MinPINLengthRPIDs...)
+	if st.FingerNames != nil {
+		names := make(map[string]string, len(st.FingerNames))
+		for k, v := range st.FingerNames {
+			names[k] = v
+		}
+		st.FingerNames = names
+	}
+	return st
 }
 
 // UpdateSettings applies fn to a copy of the settings and stores the result
@@ -84,7 +129,12 @@ func (s *Store) UpdateSettings(fn func(*Settings) error) error {
 	if err != nil {
 		return err
 	}
-	return s.putMeta("UpdateSettings", keySettings, data)
+	err = s.putMeta("UpdateSettings", keySettings, data)
+	s.settings.mu.Lock()
+	s.settings.db = nil // re-read after the write, whatever its outcome
+	s.settings.gen++
+	s.settings.mu.Unlock()
+	return err
 }
 
 var largeBlobAD = []byte("authd-largeblob-v1")

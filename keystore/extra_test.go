@@ -49,3 +49,34 @@ func TestSettingsAndLargeBlobArray(t *testing.T) {
 		t.Fatal("Settings after Close")
 	}
 }
+
+// TestSettingsCache: settings are served from memory between writes, and a
+// write or a Wipe is seen at once.
+func TestSettingsCache(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, Options{})
+	defer s.Close()
+	for i := 0; i < 3; i++ {
+		if err := s.UpdateSettings(func(st *Settings) error { st.AlwaysUV = !st.AlwaysUV; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := s.Settings()
+		st2, _ := s.Settings()
+		if st.AlwaysUV != (i%2 == 0) || st2.AlwaysUV != st.AlwaysUV {
+			t.Fatalf("round %d: %v %v", i, st.AlwaysUV, st2.AlwaysUV)
+		}
+	}
+	// Callers cannot change the cached copy.
+	s.UpdateSettings(func(st *Settings) error { st.MinPINLengthRPIDs = []string{"a"}; return nil })
+	st, _ := s.Settings()
+	st.MinPINLengthRPIDs[0] = "changed"
+	if again, _ := s.Settings(); again.MinPINLengthRPIDs[0] != "a" {
+		t.Fatal("cache shared with a caller")
+	}
+	if err := s.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Settings(); st.AlwaysUV || len(st.MinPINLengthRPIDs) != 0 {
+		t.Fatalf("settings after Wipe: %+v", st)
+	}
+}

@@ -119,6 +119,8 @@ type Store struct {
 	state        State
 	pin          pinRecord // the PIN guard, when the PIN is kept by one
 	sealedDEK    []byte    // the data key as stored (sealed by the Sealer)
+
+	settings settingsCache // authenticatorConfig settings of db (extra.go)
 }
 
 // entry is one credential in the in-memory index.
