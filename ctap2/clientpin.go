@@ -95,6 +95,20 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *clientPINRequest, ke
 	return nil, fail(ErrInvalidSubcommand, "clientPIN subcommand 0x%02x", *req.SubCommand)
 }
 
+// pinUsable reports why the PIN cannot be tried now: none is set, it is
+// blocked (no retries left) or auth-blocked until the next boot.
+func (a *Authenticator) pinUsable(st *keystore.State) error {
+	switch {
+	case !st.PINSet:
+		return fail(ErrPINNotSet, "no PIN is set")
+	case st.PINRetries <= 0:
+		return fail(ErrPINBlocked, "PIN blocked: no retries left; only reset helps")
+	case a.consecutiveFails(st) >= maxConsecutiveFails:
+		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot (3 consecutive wrong PINs)")
+	}
+	return nil
+}
+
 // sharedSecret performs the key agreement for a request.
 func (a *Authenticator) sharedSecret(p pinuv.Protocol, req *clientPINRequest) (pinuv.SharedSecret, error) {
 	a.mu.Lock()
@@ -173,34 +187,22 @@ func (a *Authenticator) setPIN(req *clientPINRequest) error {
 // The retry counter is decremented durably before the comparison, so a crash
 // or kill during verification costs the attacker a retry.
 func (a *Authenticator) verifyPIN(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte) (verified [16]byte, err error) {
-	err = a.verifyPINInto(p, s, pinHashEnc, &verified)
-	return verified, err
-}
-
-func (a *Authenticator) verifyPINInto(p pinuv.Protocol, s *pinuv.SharedSecret, pinHashEnc []byte, verified *[16]byte) error {
 	st := a.cfg.State.State()
-	if !st.PINSet {
-		return fail(ErrPINNotSet, "no PIN is set")
-	}
-	if st.PINRetries <= 0 {
-		return fail(ErrPINBlocked, "PIN blocked: no retries left; only reset helps")
-	}
-	if a.consecutiveFails(&st) >= maxConsecutiveFails {
-		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot (3 consecutive wrong PINs)")
+	if err := a.pinUsable(&st); err != nil {
+		return verified, err
 	}
 	got, err := p.Decrypt(s, pinHashEnc)
 	if err != nil || len(got) != 16 {
-		return fail(ErrInvalidParameter, "pinHashEnc has the wrong length")
+		return verified, fail(ErrInvalidParameter, "pinHashEnc has the wrong length")
 	}
 	defer clear(got)
 	var hash [16]byte
 	copy(hash[:], got)
 	defer clear(hash[:])
 	if err := a.checkPINHash(hash); err != nil {
-		return err
+		return verified, err
 	}
-	*verified = hash
-	return nil
+	return hash, nil
 }
 
 // checkPINHash is clientPIN's verification with its counters: decrement the
@@ -270,14 +272,8 @@ func (a *Authenticator) changePIN(req *clientPINRequest) error {
 		return err
 	}
 	st := a.cfg.State.State()
-	if !st.PINSet {
-		return fail(ErrPINNotSet, "changePIN: no PIN is set")
-	}
-	if st.PINRetries <= 0 {
-		return fail(ErrPINBlocked, "PIN blocked: no retries left")
-	}
-	if a.consecutiveFails(&st) >= maxConsecutiveFails {
-		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot")
+	if err := a.pinUsable(&st); err != nil {
+		return err
 	}
 	s, err := a.sharedSecret(p, req)
 	if err != nil {
@@ -333,14 +329,8 @@ func (a *Authenticator) getPINToken(req *clientPINRequest, perms uint64, rpID *s
 	// A token with mc/ga but no rpId is bound to the RP of its first use
 	// (CTAP 2.1 §6.1.2 step 11.1.2.6), so rpId stays optional.
 	st := a.cfg.State.State()
-	if !st.PINSet {
-		return nil, fail(ErrPINNotSet, "no PIN is set")
-	}
-	if st.PINRetries <= 0 {
-		return nil, fail(ErrPINBlocked, "PIN blocked: no retries left")
-	}
-	if a.consecutiveFails(&st) >= maxConsecutiveFails {
-		return nil, fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot")
+	if err := a.pinUsable(&st); err != nil {
+		return nil, err
 	}
 	s, err := a.sharedSecret(p, req)
 	if err != nil {
@@ -443,13 +433,8 @@ func (a *Authenticator) VerifyPIN(ctx context.Context, pin []byte) error {
 	}
 	defer release()
 	st := a.cfg.State.State()
-	switch {
-	case !st.PINSet:
-		return fail(ErrPINNotSet, "no PIN is set")
-	case st.PINRetries <= 0:
-		return fail(ErrPINBlocked, "PIN blocked: no retries left; only reset helps")
-	case a.consecutiveFails(&st) >= maxConsecutiveFails:
-		return fail(ErrPINAuthBlocked, "PIN auth blocked until the next boot (3 consecutive wrong PINs)")
+	if err := a.pinUsable(&st); err != nil {
+		return err
 	}
 	hash := pinuv.PINHash(pin)
 	defer clear(hash[:])
