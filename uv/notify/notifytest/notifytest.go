@@ -9,7 +9,6 @@
 package notifytest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/authd/authd/ipc/dbus/dbustest"
 )
 
 const (
@@ -86,66 +87,12 @@ func Require(tb testing.TB) {
 }
 
 // NewBus starts a private session bus without service directories (nothing is
-// D-Bus activated) and connects to it.
+// D-Bus activated) and connects to it. The bus itself is dbustest's.
 func NewBus(tb testing.TB) *Bus {
 	tb.Helper()
 	Require(tb)
-	// sun_path is at most 108 bytes and t.TempDir() can be long.
-	dir, err := os.MkdirTemp("", "authd-nbus")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir=`+dir+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--print-address=3")
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start dbus-daemon: %v", err)
-	}
-	w.Close()
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-
-	addrc := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(r).ReadString('\n')
-		r.Close()
-		addrc <- strings.TrimSpace(line)
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(20 * time.Second):
-	}
-	if addr == "" {
-		tb.Fatalf("dbus-daemon printed no address; stderr: %s", stderr.String())
-	}
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		tb.Fatalf("connect to %s: %v", addr, err)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return &Bus{Addr: addr, Conn: conn, t: tb, dir: dir}
+	b := dbustest.NewBus(tb)
+	return &Bus{Addr: b.Addr, Conn: b.Connect(), t: tb, dir: b.Dir}
 }
 
 // Connect opens another connection to the bus, closed in Cleanup.
