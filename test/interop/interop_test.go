@@ -530,6 +530,15 @@ func TestLibfido2(t *testing.T) {
 	t.Parallel()
 	bin := requireSockdev(t)
 	d := newDaemon(t, "allow")
+	libfido2Sequence(t, bin, d, nil)
+}
+
+// libfido2Sequence drives d (not yet started) through libfido2's client
+// logic: make/get with both algorithms, discoverable credentials, excluded
+// credentials, PIN set/change/retries, credential management, persistence
+// across a restart (afterRestart, if set, checks more there) and Reset right
+// after start. The daemon is stopped at the end.
+func libfido2Sequence(t *testing.T, bin string, d *daemon, afterRestart func()) {
 	dir := t.TempDir()
 	f := func(name string) string { return filepath.Join(dir, name) }
 	c := func(want []string, args ...string) string { return sockdev(t, bin, d, want, args...) }
@@ -580,6 +589,9 @@ func TestLibfido2(t *testing.T) {
 	d.restart(t)
 	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--cred", f("es256"))
 	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--pin", "56789", "--cred", f("carol"))
+	if afterRestart != nil {
+		afterRestart()
+	}
 	c([]string{"reset: ok"}, "reset")
 	c([]string{"info: option clientPin=false"}, "info")
 	c([]string{"expected-error: fido_dev_get_assert FIDO_ERR_NO_CREDENTIALS"},

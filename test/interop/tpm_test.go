@@ -134,64 +134,11 @@ func TestTPMLibfido2(t *testing.T) {
 	sw := startTPM(t)
 	d := newDaemon(t, "allow")
 	useTPM(t, d, sw.Spec())
-	dir := t.TempDir()
-	f := func(name string) string { return filepath.Join(dir, name) }
-	c := func(want []string, args ...string) string { return sockdev(t, bin, d, want, args...) }
-
-	d.start(t)
-	c([]string{"info: version FIDO_2_0", "info: option clientPin=false", "info: option rk=true",
-		"info: algorithm public-key -8", "info: pin protocol 2"}, "info")
-	c([]string{"make-cred: ok type=es256"}, "make-cred", "--alg", "es256", "--cred", f("es256"))
-	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--cred", f("es256"))
-	c([]string{"make-cred: ok type=eddsa rk=1"}, "make-cred", "--rk", "--alg", "eddsa", "--user", "bob",
-		"--cred", f("eddsa-rk"))
-	c([]string{"verify=FIDO_ERR_SUCCESS type=eddsa"}, "get-assert", "--cred", f("eddsa-rk"))
-	c([]string{"get-assert: ok count=1"}, "get-assert", "--discoverable", "--cred", f("eddsa-rk"))
-	c([]string{"expected-error: fido_dev_make_cred FIDO_ERR_UNSUPPORTED_ALGORITHM"},
-		"make-cred", "--alg", "rs256", "--expect", "FIDO_ERR_UNSUPPORTED_ALGORITHM")
-	c([]string{"expected-error: fido_dev_make_cred FIDO_ERR_CREDENTIAL_EXCLUDED"},
-		"make-cred", "--exclude", f("es256"), "--expect", "FIDO_ERR_CREDENTIAL_EXCLUDED")
-	c([]string{"retries: 8"}, "retries", "--expect-retries", "8")
-
-	c([]string{"set-pin: ok"}, "set-pin", "--pin", "1234")
-	c([]string{"info: option clientPin=true"}, "info")
-	c([]string{"expected-error: fido_dev_set_pin FIDO_ERR_PIN_AUTH_INVALID"},
-		"set-pin", "--pin", "4321", "--expect", "FIDO_ERR_PIN_AUTH_INVALID")
-	const rp = "pin.example.org"
-	c([]string{"make-cred: ok type=es256 rk=1"}, "make-cred", "--rk", "--pin", "1234", "--rp", rp,
-		"--user", "carol", "--cred", f("carol"))
-	c([]string{"make-cred: ok type=eddsa rk=1"}, "make-cred", "--rk", "--pin", "1234", "--alg", "eddsa",
-		"--rp", rp, "--user", "dave", "--cred", f("dave"))
-	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--pin", "1234", "--cred", f("carol"))
-	c([]string{"get-assert: ok count=2"}, "get-assert", "--discoverable", "--pin", "1234", "--rp", rp,
-		"--cred", f("carol"), "--cred", f("dave"))
-	c([]string{"expected-error: fido_dev_get_assert FIDO_ERR_PIN_INVALID"},
-		"get-assert", "--pin", "9999", "--cred", f("carol"), "--expect", "FIDO_ERR_PIN_INVALID")
-	c([]string{"retries: 7"}, "retries", "--expect-retries", "7")
-	c([]string{"change-pin: ok"}, "change-pin", "--pin", "1234", "--new-pin", "56789")
-	c([]string{"retries: 8"}, "retries", "--expect-retries", "8")
-	c([]string{"expected-error: fido_dev_get_assert FIDO_ERR_PIN_INVALID"},
-		"get-assert", "--pin", "1234", "--cred", f("carol"), "--expect", "FIDO_ERR_PIN_INVALID")
-	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--pin", "56789", "--cred", f("carol"))
-	c([]string{"credman: metadata existing=3", "credman: rp " + rp, "credman: rk count=2",
-		"credman: update ok", "credman: delete ok (count=1)",
-		"credman: delete again -> FIDO_ERR_NO_CREDENTIALS"},
-		"credman", "--pin", "56789", "--rp", rp, "--cred", f("dave"))
-	c([]string{"expected-error: fido_dev_get_assert FIDO_ERR_NO_CREDENTIALS"},
-		"get-assert", "--cred", f("dave"), "--expect", "FIDO_ERR_NO_CREDENTIALS")
-
-	// Restart: everything persists; Reset right after start wipes it.
-	d.restart(t)
-	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--cred", f("es256"))
-	c([]string{"verify=FIDO_ERR_SUCCESS"}, "get-assert", "--pin", "56789", "--cred", f("carol"))
-	if tpm, software, _ := backends(t, d); tpm != 2 || software != 1 {
-		t.Errorf("backends after the restart: tpm=%d software=%d, want 2 and 1", tpm, software)
-	}
-	c([]string{"reset: ok"}, "reset")
-	c([]string{"info: option clientPin=false"}, "info")
-	c([]string{"expected-error: fido_dev_get_assert FIDO_ERR_NO_CREDENTIALS"},
-		"get-assert", "--cred", f("es256"), "--expect", "FIDO_ERR_NO_CREDENTIALS")
-	d.stop(t)
+	libfido2Sequence(t, bin, d, func() {
+		if tpm, software, _ := backends(t, d); tpm != 2 || software != 1 {
+			t.Errorf("backends after the restart: tpm=%d software=%d, want 2 and 1", tpm, software)
+		}
+	})
 	assertNoKeyFiles(t, d)
 }
 
