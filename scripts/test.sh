@@ -13,13 +13,13 @@
 #                   runs when chromium and node/npm are installed
 #
 # As root it installs the Debian packages the interop tests need
-# (python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools), running
+# (python3-fido2, fido2-tools, swtpm, fprintd, chromium, firefox-esr, qemu, ...), running
 # `apt-get update` only when something is missing.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon chromium)
+PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon chromium firefox-esr qemu-system-x86 busybox-static)
 
 log() { printf '==> %s\n' "$*"; }
 
