@@ -32,6 +32,7 @@ const ExitAlternative = 3
 //	AUTHD_RP_ID      the relying party ID, sanitised, possibly empty
 //	AUTHD_USER_NAME  the user name, sanitised, possibly empty
 //	AUTHD_MESSAGE    the question to show, from Message
+//	AUTHD_REQUESTER  the program asking (see WithRequester), sanitised, possibly empty
 //
 //	AUTHD_ALLOW_ALTERNATIVE  "1" when the helper may offer "use another
 //	                         device" (WithAlternative), else ""
@@ -76,6 +77,7 @@ func (p CommandPresence) ConfirmPresence(ctx context.Context, op, rpID, userName
 		"AUTHD_RP_ID="+Sanitize(rpID, maxRPIDRunes),
 		"AUTHD_USER_NAME="+Sanitize(userName, maxUserRunes),
 		"AUTHD_MESSAGE="+Message(op, rpID, userName),
+		"AUTHD_REQUESTER="+Sanitize(Requester(ctx), maxProgramRunes),
 	) // exec keeps the last of duplicate keys, so inherited AUTHD_* are overridden
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Signal the whole group: a shell-script helper's dialog is a child of it.

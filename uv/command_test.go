@@ -62,15 +62,21 @@ func TestCommandEnvironment(t *testing.T) {
 	t.Setenv("UV_TEST_INHERITED", "kept")
 	t.Setenv("AUTHD_RP_ID", "stale.example") // must be overridden
 	path, dir := writeHelper(t, `out="$(dirname "$0")/env"
-for v in UV_TEST_INHERITED AUTHD_OPERATION AUTHD_RP_ID AUTHD_USER_NAME AUTHD_MESSAGE; do
+for v in UV_TEST_INHERITED AUTHD_OPERATION AUTHD_RP_ID AUTHD_USER_NAME AUTHD_MESSAGE AUTHD_REQUESTER; do
 	eval "printf '%s=%s\n' $v \"\$$v\"" >> "$out"
 done
 env | grep -c '^AUTHD_RP_ID=' >> "$out"`)
 	rp, user := "example.com\x1b[2J", "al\x1bice"
 	log, _ := testLogger()
-	err := CommandPresence{Path: path, Logger: log}.ConfirmPresence(testCtx(t), OpMakeCredential, rp, user)
+	// The requester is looked up when the prompt is shown, and sanitised.
+	calls := 0
+	ctx := WithRequesterFunc(testCtx(t), func() string { calls++; return "fido2-cred\x1b]0;x" })
+	err := CommandPresence{Path: path, Logger: log}.ConfirmPresence(ctx, OpMakeCredential, rp, user)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("requester looked up %d times, want 1", calls)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil {
@@ -82,6 +88,7 @@ env | grep -c '^AUTHD_RP_ID=' >> "$out"`)
 		"AUTHD_RP_ID=example.com[2J",
 		"AUTHD_USER_NAME=alice",
 		"AUTHD_MESSAGE=" + Message(OpMakeCredential, rp, user),
+		"AUTHD_REQUESTER=fido2-cred]0;x",
 		"1", // a single AUTHD_RP_ID
 	}, "\n") + "\n"
 	if string(got) != want {

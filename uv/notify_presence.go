@@ -132,8 +132,22 @@ func WithRequester(ctx context.Context, program string) context.Context {
 	return context.WithValue(ctx, requesterKey{}, program)
 }
 
-// Requester returns the program name set by WithRequester, or "".
+// WithRequesterFunc is WithRequester for a door where the asking program is
+// known only when a request arrives (the uhid device is shared by every
+// process that opens its hidraw node): prompts call fn when they are shown.
+// fn must be quick and must not block.
+func WithRequesterFunc(ctx context.Context, fn func() string) context.Context {
+	return context.WithValue(ctx, requesterKey{}, fn)
+}
+
+// Requester returns the program name set by WithRequester or
+// WithRequesterFunc, or "".
 func Requester(ctx context.Context) string {
-	s, _ := ctx.Value(requesterKey{}).(string)
-	return s
+	switch v := ctx.Value(requesterKey{}).(type) {
+	case string:
+		return v
+	case func() string:
+		return v()
+	}
+	return ""
 }
