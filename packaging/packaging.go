@@ -17,12 +17,21 @@ var (
 	Unit string
 	//go:embed org.authd.Authenticator1.service
 	DBusService string
+	// UdevRule grants /dev/uhid to the seat user (the uhid door);
+	// ModulesLoad loads the uhid module at boot.
+	//go:embed 70-authd-uhid.rules
+	UdevRule string
+	//go:embed authd-uhid.conf
+	ModulesLoad string
 )
 
 // File names as installed.
 const (
 	UnitName        = "authd.service"
 	DBusServiceName = "org.authd.Authenticator1.service"
+	// System-wide paths of the uhid door's files (root installs them).
+	UdevRulePath    = "/etc/udev/rules.d/70-authd-uhid.rules"
+	ModulesLoadPath = "/etc/modules-load.d/authd-uhid.conf"
 )
 
 // Render returns tmpl with the program of its ExecStart= (unit) or Exec=

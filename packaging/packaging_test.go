@@ -34,7 +34,7 @@ func TestUnitContents(t *testing.T) {
 		"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only",
 		"ReadWritePaths=%h/.local/share/authd %t/authd", "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX",
 		"LockPersonality=yes", "MemoryDenyWriteExecute=yes", "SystemCallArchitectures=native",
-		"DeviceAllow=/dev/tpmrm0 rw",
+		"DeviceAllow=/dev/tpmrm0 rw", "DeviceAllow=/dev/uhid rw",
 	} {
 		if !strings.Contains(Unit, "\n"+want+"\n") {
 			t.Errorf("authd.service lacks %q", want)
@@ -45,4 +45,36 @@ func TestUnitContents(t *testing.T) {
 			t.Errorf("D-Bus service file lacks %q", want)
 		}
 	}
+}
+
+// TestUdevRule keeps the rule's contract: the seat user gets /dev/uhid, the
+// static node exists before the module loads, and the file sorts before
+// systemd's 73-seat-late.rules, which applies uaccess.
+func TestUdevRule(t *testing.T) {
+	var rules []string
+	for _, l := range strings.Split(UdevRule, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			rules = append(rules, l)
+		}
+	}
+	want := `KERNEL=="uhid", SUBSYSTEM=="misc", TAG+="uaccess", OPTIONS+="static_node=uhid"`
+	if len(rules) != 1 || rules[0] != want {
+		t.Errorf("udev rules = %q, want [%q]", rules, want)
+	}
+	if base := UdevRulePath[strings.LastIndex(UdevRulePath, "/")+1:]; base >= "73-seat-late.rules" {
+		t.Errorf("%s sorts after 73-seat-late.rules: uaccess would not be applied", base)
+	}
+	if strings.TrimSpace(stripComments(ModulesLoad)) != "uhid" {
+		t.Errorf("modules-load file = %q", ModulesLoad)
+	}
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
