@@ -7,9 +7,12 @@
 //	authd [--state-dir DIR] [--ctaphid-socket PATH] [--presence auto|terminal|command:PATH|allow|deny]
 //	      [--tpm auto|none|required|DEVICE|swtpm:SOCKET|tcp:HOST:PORT]
 //	      [--fingerprint auto|none|system] [--uv fingerprint,pin|pin] [--system-bus ADDRESS]
+//	      [--uhid auto|on|off]
 //
 // With a TPM (--tpm auto finds /dev/tpmrm0), ES256 keys live in the TPM, the
-// store's data key is sealed to it and the PIN is checked by it.
+// store's data key is sealed to it and the PIN is checked by it. With
+// /dev/uhid (--uhid auto), authd also appears as a FIDO HID device that
+// browsers, libfido2, OpenSSH and systemd-cryptenroll use like a USB key.
 package main
 
 import (
@@ -29,6 +32,7 @@ import (
 
 	"github.com/authd/authd/internal/daemon"
 	"github.com/authd/authd/internal/sysinfo"
+	"github.com/authd/authd/internal/uhid"
 	"github.com/authd/authd/internal/unixsock"
 	dbusapi "github.com/authd/authd/ipc/dbus"
 	"github.com/authd/authd/uv"
@@ -55,6 +59,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	fingerprint := fs.String("fingerprint", daemon.FingerprintAuto, "fingerprint reader through fprintd: auto (use it when fprintd has a device), none, system (required)")
 	uvSpec := fs.String("uv", daemon.UVDefault, "user verification in order of preference: fingerprint,pin or pin (no fingerprint)")
 	systemBus := fs.String("system-bus", "", "D-Bus address of the system bus where fprintd runs (default $DBUS_SYSTEM_BUS_ADDRESS or the standard system bus)")
+	uhidMode := fs.String("uhid", daemon.UHIDAuto, "virtual FIDO HID device through /dev/uhid, for browsers, libfido2, OpenSSH and systemd: auto (when /dev/uhid can be opened), on (required) or off")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -80,6 +85,10 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
 		return 2
 	}
+	if err := daemon.CheckUHIDSpec(*uhidMode); err != nil {
+		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
+		return 2
+	}
 	if _, err := daemon.ParseUV(*uvSpec); err != nil {
 		fmt.Fprintf(stderr, "authd: %v\n", strings.TrimPrefix(err.Error(), "daemon: "))
 		return 2
@@ -87,7 +96,7 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := options{stateDir: *stateDir, sock: *sock, presence: *presence, tpm: *tpmSpec,
 		fingerprint: *fingerprint, uv: *uvSpec, systemBus: *systemBus, pinentry: *pinentryProg,
-		presenceTimeout: *presenceTimeout, dbus: *dbusMode}
+		presenceTimeout: *presenceTimeout, dbus: *dbusMode, uhid: *uhidMode}
 	if err := serve(log, opts, stdin); err != nil {
 		log.Error("authd: " + strings.TrimPrefix(err.Error(), "authd: "))
 		return 1
@@ -101,7 +110,7 @@ type options struct {
 	fingerprint, uv, systemBus    string
 	pinentry                      string
 	presenceTimeout               time.Duration
-	dbus                          string
+	dbus, uhid                    string
 }
 
 func serve(log *slog.Logger, o options, stdin *os.File) error {
@@ -160,10 +169,29 @@ func serve(log *slog.Logger, o options, stdin *os.File) error {
 		d.Close()
 		return err
 	}
+	// The virtual FIDO device appears only now, when authd can answer it.
+	door, err := d.OpenUHID(o.uhid, uhid.DefaultPath)
+	if err != nil {
+		if api != nil {
+			api.Close()
+		}
+		d.Close()
+		return err
+	}
+	uhidDone := make(chan struct{})
+	if door != nil {
+		go func() {
+			defer close(uhidDone)
+			d.ServeUHID(ctx, door)
+		}()
+	} else {
+		close(uhidDone)
+	}
 	log.Info("authd: serving", "version", version, "ctaphid_socket", sock, "state_dir", stateDir, "presence", presenceSpec,
-		"tpm", d.TPM(), "fingerprint", d.Fingerprint(), "dbus", api != nil)
+		"tpm", d.TPM(), "fingerprint", d.Fingerprint(), "dbus", api != nil, "uhid", door != nil)
 	serr := d.ServeCTAPHID(ctx, ln)
 	stop()
+	<-uhidDone // the device is destroyed before the store closes
 	if api != nil {
 		api.Close() // cancels API calls in flight before the engine closes
 	}

@@ -145,6 +145,11 @@ func (b backend) Status(ctx context.Context) (map[string]any, error) {
 	if st.Warning != "" {
 		out["warning"] = st.Warning
 	}
+	if st.UHID != "" {
+		out["uhid"] = st.UHID
+	} else {
+		out["uhid_note"] = st.UHIDNote
+	}
 	return out, nil
 }
 

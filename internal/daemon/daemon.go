@@ -79,6 +79,10 @@ type Daemon struct {
 	fp           *fprintUV  // nil without a fingerprint reader
 	bus          *dbus.Conn // the system bus connection fp uses
 
+	uhidMu   sync.Mutex
+	uhidDoor *UHIDDoor // the virtual FIDO device, if created
+	uhidNote string    // why there is none
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -239,6 +243,9 @@ type Status struct {
 	// it could not be read (DAError says why).
 	DA      *DAStatus
 	DAError string
+	// UHID is the hidraw node of authd's virtual FIDO device ("" when there
+	// is none); UHIDNote says why there is none.
+	UHID, UHIDNote string
 }
 
 // Status reports the key protection in use. With a TPM it reads the DA
@@ -251,6 +258,7 @@ func (d *Daemon) Status() Status {
 		PINInTPM: d.store.PINGuarded(),
 		Backends: d.store.Backends(),
 	}
+	st.UHID, st.UHIDNote = d.uhidStatus()
 	if d.dev != nil {
 		da, err := readDA(d.dev)
 		if err != nil {
