@@ -1,7 +1,10 @@
-// authd passkeys: the service worker. It holds ONE persistent native-messaging
-// port to authd-nmhost and multiplexes requests over it by id. The origin
-// passed to authd comes from the browser's sender information, never from the
-// page's message.
+// authd passkeys: the background script: Chromium's service worker, and
+// Firefox's event page (manifest "background.scripts"; Firefox has no
+// extension service workers). It holds ONE persistent native-messaging port
+// to authd-nmhost and multiplexes requests over it by id; both browsers keep
+// the background alive while that port is open. The origin passed to authd
+// comes from the browser's sender information (sender.origin, set by
+// Chromium and Firefox alike), never from the page's message.
 "use strict";
 
 const HOST = "org.authd.nmhost";
@@ -29,7 +32,9 @@ function getPort() {
     resolve(m);
   });
   p.onDisconnect.addListener(() => {
-    const why = (chrome.runtime.lastError && chrome.runtime.lastError.message) || "the native host disconnected";
+    // Chromium reports why in runtime.lastError, Firefox in port.error.
+    const err = chrome.runtime.lastError || p.error;
+    const why = (err && err.message) || "the native host disconnected";
     if (port === p) port = null;
     for (const resolve of pending.values()) resolve(notReachable(why));
     pending.clear();

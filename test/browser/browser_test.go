@@ -5,8 +5,11 @@
 // authenticator) when authd is not on the bus or the page asks for a
 // cross-platform authenticator.
 //
-// It runs when AUTHD_BROWSER_E2E=1 (needs chromium, node and `npm ci` in
-// this directory); otherwise it is skipped. Screenshots go to
+// firefox_test.go does the same in Debian's firefox-esr, driven through
+// Firefox's own Marionette protocol (marionette_test.go).
+//
+// They run when AUTHD_BROWSER_E2E=1 (needs chromium, firefox-esr, node and
+// `npm ci` in this directory); otherwise they are skipped. Screenshots go to
 // test/browser/test-artifacts/ (ignored by git).
 package browser
 
@@ -64,98 +67,127 @@ func start(t *testing.T, name string, cmd *exec.Cmd) {
 	})
 }
 
-func TestChromiumExtension(t *testing.T) {
+// gate runs the end-to-end tests only under AUTHD_BROWSER_E2E=1; under CI
+// anything else is a failure unless switched off explicitly with 0.
+func gate(t *testing.T) {
+	t.Helper()
 	switch e2e := os.Getenv("AUTHD_BROWSER_E2E"); {
 	case e2e == "0":
-		t.Skip("AUTHD_BROWSER_E2E=0: the Chromium end-to-end test is switched off explicitly")
+		t.Skip("AUTHD_BROWSER_E2E=0: the browser end-to-end tests are switched off explicitly")
 	case e2e != "1" && os.Getenv("CI") != "":
-		t.Fatal("CI is set but AUTHD_BROWSER_E2E is not 1: run scripts/test.sh, which installs chromium and runs npm ci in test/browser (AUTHD_BROWSER_E2E=0 opts out explicitly)")
+		t.Fatal("CI is set but AUTHD_BROWSER_E2E is not 1: run scripts/test.sh, which installs chromium and firefox-esr and runs npm ci in test/browser (AUTHD_BROWSER_E2E=0 opts out explicitly)")
 	case e2e != "1":
-		t.Skip("set AUTHD_BROWSER_E2E=1 to run the Chromium end-to-end test (needs chromium, node and `npm ci` in test/browser)")
+		t.Skip("set AUTHD_BROWSER_E2E=1 to run the browser end-to-end tests (needs chromium, firefox-esr, node and `npm ci` in test/browser)")
 	}
+}
+
+// stack is what every browser test talks to: authd on a private session
+// bus with presence answered by a script, the demo RP, and the binaries.
+type stack struct {
+	root, tmp, bin string
+	env            []string // the test's environment: the private bus, HOME and XDG_CONFIG_HOME in tmp
+	busAddr        string
+	rpURL          string
+	// While denyFile exists the user says no. While otherFile exists the
+	// user picks "use another device" (exit 3, offered only when
+	// AUTHD_ALLOW_ALTERNATIVE=1) and the prompt's op is appended to
+	// otherFile.asked.
+	denyFile, otherFile string
+	authd               *exec.Cmd
+	artifacts           string
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	dbustest.Require(t)
+	s := &stack{tmp: t.TempDir()}
+	s.root, _ = filepath.Abs("../..")
+	logDir := filepath.Join(s.tmp, "logs")
+	os.MkdirAll(logDir, 0o755)
+	t.Setenv("AUTHD_E2E_LOGDIR", logDir)
+	s.bin = filepath.Join(s.tmp, "bin")
+	build := exec.Command("go", "build", "-o", s.bin+"/", "./cmd/authd", "./cmd/authd-nmhost", "./cmd/authd-demo-rp", "./cmd/authctl")
+	build.Dir = s.root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	bus := dbustest.NewBus(t)
+	s.busAddr = bus.Addr
+	s.env = append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS="+bus.Addr, "XDG_CONFIG_HOME="+filepath.Join(s.tmp, "config"), "HOME="+s.tmp)
+
+	sockDir := filepath.Join(s.tmp, "run")
+	if err := os.Mkdir(sockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.denyFile = filepath.Join(s.tmp, "deny")
+	s.otherFile = filepath.Join(s.tmp, "other")
+	presence := filepath.Join(s.tmp, "presence.sh")
+	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+s.denyFile+" ]; then exit 1; fi\n"+
+		"if [ -e "+s.otherFile+" ] && [ \"$AUTHD_ALLOW_ALTERNATIVE\" = 1 ]; then echo \"$AUTHD_OPERATION\" >> "+s.otherFile+".asked; exit 3; fi\nexit 0\n"), 0o755)
+	s.authd = exec.Command(filepath.Join(s.bin, "authd"), "--state-dir", filepath.Join(s.tmp, "state"),
+		"--ctaphid-socket", filepath.Join(sockDir, "ctaphid.sock"), "--presence", "command:"+presence,
+		"--dbus", "session", "--tpm", "none", "--fingerprint", "none", "--log-level", "debug")
+	s.authd.Env = s.env
+	start(t, "authd", s.authd)
+	waitName(t, bus.Addr)
+
+	port := freePort(t)
+	rp := exec.Command(filepath.Join(s.bin, "authd-demo-rp"), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	start(t, "demo-rp", rp)
+	waitTCP(t, port)
+	s.rpURL = fmt.Sprintf("http://localhost:%d", port)
+
+	s.artifacts, _ = filepath.Abs("test-artifacts")
+	os.MkdirAll(s.artifacts, 0o755)
+	return s
+}
+
+// authctl runs the freshly built authctl in the stack's environment.
+func (s *stack) authctl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(s.bin, "authctl"), args...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("authctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestChromiumExtension(t *testing.T) {
+	gate(t)
 	chromium, err := exec.LookPath("chromium")
 	need(t, "chromium", err == nil)
 	node, err := exec.LookPath("node")
 	need(t, "node", err == nil)
 	_, err = os.Stat("node_modules/playwright-core")
 	need(t, "test/browser/node_modules (run `npm ci` in test/browser)", err == nil)
-	dbustest.Require(t)
+	s := newStack(t)
 
-	root, _ := filepath.Abs("../..")
-	tmp := t.TempDir()
-	logDir := filepath.Join(tmp, "logs")
-	os.MkdirAll(logDir, 0o755)
-	t.Setenv("AUTHD_E2E_LOGDIR", logDir)
-	bin := filepath.Join(tmp, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/authd", "./cmd/authd-nmhost", "./cmd/authd-demo-rp", "./cmd/authctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	bus := dbustest.NewBus(t)
-	env := append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS="+bus.Addr, "XDG_CONFIG_HOME="+filepath.Join(tmp, "config"), "HOME="+tmp)
-
-	// Presence: approve unless the deny file exists (the user says no).
-	sockDir := filepath.Join(tmp, "run")
-	if err := os.Mkdir(sockDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// While the other file exists the user picks "use another device" (exit
-	// 3, offered only when AUTHD_ALLOW_ALTERNATIVE=1) and the prompt's op is
-	// appended to other.asked.
-	denyFile := filepath.Join(tmp, "deny")
-	otherFile := filepath.Join(tmp, "other")
-	presence := filepath.Join(tmp, "presence.sh")
-	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+denyFile+" ]; then exit 1; fi\n"+
-		"if [ -e "+otherFile+" ] && [ \"$AUTHD_ALLOW_ALTERNATIVE\" = 1 ]; then echo \"$AUTHD_OPERATION\" >> "+otherFile+".asked; exit 3; fi\nexit 0\n"), 0o755)
-	authd := exec.Command(filepath.Join(bin, "authd"), "--state-dir", filepath.Join(tmp, "state"),
-		"--ctaphid-socket", filepath.Join(sockDir, "ctaphid.sock"), "--presence", "command:"+presence,
-		"--dbus", "session", "--tpm", "none", "--fingerprint", "none", "--log-level", "debug")
-	authd.Env = env
-	start(t, "authd", authd)
-	waitName(t, bus.Addr)
-
-	port := freePort(t)
-	rp := exec.Command(filepath.Join(bin, "authd-demo-rp"), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
-	start(t, "demo-rp", rp)
-	waitTCP(t, port)
-
-	udd := filepath.Join(tmp, "udd")
-	install := exec.Command(filepath.Join(bin, "authctl"), "browser", "install",
-		"--dir", filepath.Join(udd, "NativeMessagingHosts"), "--host", filepath.Join(bin, "authd-nmhost"))
-	install.Env = env
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("authctl browser install: %v\n%s", err, out)
-	}
+	udd := filepath.Join(s.tmp, "udd")
+	s.authctl(t, "browser", "install", "--dir", filepath.Join(udd, "NativeMessagingHosts"), "--host", filepath.Join(s.bin, "authd-nmhost"))
 
 	// A second browser profile whose host talks to a bus where nobody owns
 	// org.authd.Authenticator1 (authd not running): the fallback phase.
 	emptyBus := dbustest.NewBus(t)
-	udd2 := filepath.Join(tmp, "udd-no-authd")
-	install = exec.Command(filepath.Join(bin, "authctl"), "browser", "install",
-		"--dir", filepath.Join(udd2, "NativeMessagingHosts"), "--host", filepath.Join(bin, "authd-nmhost"))
-	install.Env = env
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("authctl browser install (second profile): %v\n%s", err, out)
-	}
+	udd2 := filepath.Join(s.tmp, "udd-no-authd")
+	s.authctl(t, "browser", "install", "--dir", filepath.Join(udd2, "NativeMessagingHosts"), "--host", filepath.Join(s.bin, "authd-nmhost"))
 
-	artifacts, _ := filepath.Abs("test-artifacts")
-	os.MkdirAll(artifacts, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	e2e := exec.CommandContext(ctx, node, "e2e.js")
-	e2e.Env = append(env,
+	e2e.Env = append(s.env,
 		"CHROMIUM="+chromium,
-		"EXT_DIR="+filepath.Join(root, "browser", "extension"),
+		"EXT_DIR="+filepath.Join(s.root, "browser", "extension"),
 		"USER_DATA_DIR="+udd,
 		"USER_DATA_DIR_NO_AUTHD="+udd2,
 		"EMPTY_BUS_ADDRESS="+emptyBus.Addr,
-		"RP_URL="+fmt.Sprintf("http://localhost:%d", port),
-		"DENY_FILE="+denyFile,
-		"OTHER_FILE="+otherFile,
-		"ARTIFACTS="+artifacts,
-		"TMPDIR="+tmp,
+		"RP_URL="+s.rpURL,
+		"DENY_FILE="+s.denyFile,
+		"OTHER_FILE="+s.otherFile,
+		"ARTIFACTS="+s.artifacts,
+		"TMPDIR="+s.tmp,
 	)
 	out, err := e2e.CombinedOutput()
 	t.Logf("e2e.js output:\n%s", out)
