@@ -30,6 +30,7 @@ func (c *cli) doctor() int {
 	if addr == "" {
 		addr = os.Getenv("DBUS_SESSION_BUS_ADDRESS")
 	}
+	var status map[string]string // authd's status, when it answers
 	if err := c.connect(); err != nil {
 		report("FAIL", "session bus", "%v: run inside your desktop session, set DBUS_SESSION_BUS_ADDRESS or pass --bus", err)
 	} else {
@@ -40,6 +41,7 @@ func (c *cli) doctor() int {
 		report("ok", "session bus", "%s", addr)
 		c.doctorBusSocket(addr, report)
 		c.doctorAuthd(report)
+		status = c.uhidStatus()
 	}
 
 	// Local checks that need no daemon.
@@ -47,6 +49,7 @@ func (c *cli) doctor() int {
 	c.doctorSocket(report)
 	c.doctorInstall(report)
 	c.doctorBrowser(report)
+	c.doctorUHID(report, status, defaultUHIDEnv)
 
 	if failed {
 		fmt.Fprintln(c.stdout, "\nSome checks failed; see the lines marked FAIL.")

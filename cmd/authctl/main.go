@@ -38,6 +38,9 @@ Commands:
   install --user [--authd PATH]
                          write the systemd user unit and the D-Bus activation
                          file so authd starts on demand
+  install --uhid         (root) install the udev rule that lets the user at
+                         the seat open /dev/uhid, and load uhid at boot, so
+                         authd appears as a FIDO security key to every program
   browser install|uninstall [--extension-id ID] [--host PATH]
                          install the browser extension's native-messaging
                          host manifests (see authctl browser --help)
@@ -73,6 +76,7 @@ type cli struct {
 	bus      string // --bus
 	json     bool   // --json
 	user     bool   // --user
+	uhid     bool   // --uhid
 	authd    string // --authd
 	conn     *dbus.Conn
 	obj      dbus.BusObject
@@ -110,6 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			c.json = true
 		case a == "--user":
 			c.user = true
+		case a == "--uhid":
+			c.uhid = true
 		case a == "-h" || a == "--help" || a == "help":
 			fmt.Fprint(stdout, usage)
 			return exitOK
@@ -144,8 +150,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return c.usage("pin takes set or change")
 		}
 	case "install":
-		if !nargs(0, 0) || !c.user {
-			return c.usage("install needs --user (only per-user installation is supported)")
+		if !nargs(0, 0) || c.user == c.uhid {
+			return c.usage("install needs --user (the user service) or --uhid (as root: the /dev/uhid udev rule)")
+		}
+		if c.uhid {
+			return c.installUHID(defaultUHIDEnv)
 		}
 		return c.install()
 	default:
