@@ -35,6 +35,7 @@ func TestImportRules(t *testing.T) {
 		{"tpm", []string{mod + "keystore", mod + "ctap2", mod + "ctaphid", mod + "uv", mod + "ipc", mod + "internal/daemon", "github.com/godbus/"},
 			"the TPM backend satisfies the keystore seams structurally"},
 		{"ctaphid", []string{mod + "ctap2", mod + "keystore", mod + "uv", mod + "ipc", mod + "tpm", mod + "internal/daemon"}, "transports are leaves"},
+		{"internal/uhid", []string{mod + "ctap2", mod + "keystore", mod + "ctaphid", mod + "uv", mod + "ipc", mod + "tpm", mod + "internal/daemon"}, "the uhid device is a report stream, a leaf like ctaphid"},
 		{"uv", []string{mod + "ctap2", mod + "keystore", mod + "ctaphid", mod + "ipc", mod + "tpm", mod + "internal/daemon"}, "uv talks to people, not to the engine"},
 		{"cmd/authctl", []string{mod + "ctap2", mod + "keystore", mod + "tpm", mod + "internal/daemon"}, "authctl is a thin client of the D-Bus API"},
 		{"cmd/authd-nmhost", []string{mod + "ctap2", mod + "keystore", mod + "tpm", mod + "internal/daemon"}, "the native-messaging host only forwards to the D-Bus API"},
