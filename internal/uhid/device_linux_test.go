@@ -65,21 +65,6 @@ func TestCreate2(t *testing.T) {
 	}
 }
 
-// TestReportDescriptor checks the descriptor against CTAP 2.1 §11.2.8.1
-// item by item.
-func TestReportDescriptor(t *testing.T) {
-	want := "06d0f1 0901 a101 " +
-		"0920 1500 26ff00 7508 9540 8102 " +
-		"0921 1500 26ff00 7508 9540 9102 c0"
-	if got := fmt.Sprintf("%x", ReportDescriptor()); got != strings.ReplaceAll(want, " ", "") {
-		t.Fatalf("descriptor %s, want %s", got, want)
-	}
-	ReportDescriptor()[0] = 0 // callers get a copy
-	if ReportDescriptor()[0] != 0x06 {
-		t.Fatal("ReportDescriptor returned shared memory")
-	}
-}
-
 func TestConfigDefaults(t *testing.T) {
 	d1, k := newDevice(t, Config{})
 	ev := k.expect(kCreate2)
