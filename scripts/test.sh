@@ -19,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon chromium firefox-esr qemu-system-x86 busybox-static)
+PACKAGES=(python3-fido2 fido2-tools libfido2-dev pkg-config gcc swtpm swtpm-tools pinentry-tty fprintd python3-dbusmock dbus-daemon chromium firefox-esr qemu-system-x86 busybox-static openssh-client)
 
 log() { printf '==> %s\n' "$*"; }
 

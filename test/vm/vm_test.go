@@ -39,6 +39,8 @@ var wantPass = []string{
 	"cred-make", "cred-verify", "cred-make-eddsa", "cred-verify-eddsa",
 	"assert-get", "assert-verify", "assert-verify-wrong-key",
 	"assert-get-discoverable", "assert-verify-discoverable", "assert-no-credential",
+	"ssh-keygen-ecdsa-sk", "ssh-sign-ecdsa-sk", "ssh-verify-ecdsa-sk", "ssh-verify-tampered-ecdsa-sk",
+	"ssh-keygen-ed25519-sk", "ssh-sign-ed25519-sk", "ssh-verify-ed25519-sk", "ssh-verify-tampered-ed25519-sk",
 	"requester-cred", "requester-assert",
 	"authd-exit", "device-destroyed", "device-recreated", "assert-after-restart", "assert-verify-after-restart",
 }
@@ -52,6 +54,11 @@ func TestUHIDInVM(t *testing.T) {
 	tools := map[string]string{}
 	for _, name := range []string{"fido2-token", "fido2-cred", "fido2-assert"} {
 		tools[name] = requireTool(t, name, "fido2-tools")
+	}
+	tools["ssh-keygen"] = requireTool(t, "ssh-keygen", "openssh-client")
+	tools["ssh-sk-helper"] = sshSKHelper
+	if _, err := os.Stat(sshSKHelper); err != nil {
+		requireTool(t, sshSKHelper, "openssh-client")
 	}
 	bb, err := staticBusybox()
 	if err != nil {
@@ -79,6 +86,9 @@ func TestUHIDInVM(t *testing.T) {
 	for _, p := range tools {
 		r.program(t, p)
 	}
+	// ssh-keygen looks its user up.
+	r.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
+	r.file("etc/group", 0o644, []byte("root:x:0:\n"))
 	// The kernel opens /dev/console for /init before devtmpfs is mounted.
 	r.chardev("dev/console", 0o600, 5, 1)
 	for _, d := range []string{"proc", "sys", "run", "tmp", "root"} {
@@ -135,6 +145,10 @@ func TestUHIDInVM(t *testing.T) {
 		t.Logf("serial log:\n%s", log)
 	}
 }
+
+// sshSKHelper is where Debian's ssh-keygen finds its security-key
+// middleware (linked to libfido2).
+const sshSKHelper = "/usr/lib/openssh/ssh-sk-helper"
 
 var resultLine = regexp.MustCompile(`^(PASS|FAIL) ([A-Za-z0-9_-]+)`)
 

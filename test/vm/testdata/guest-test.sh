@@ -70,6 +70,22 @@ printf '%s\nother.example\n' "$(b64 32)" > /tmp/assert-none.in
 if fido2-assert -G -r -i /tmp/assert-none.in -o /tmp/assert-none "$DEV" > /tmp/out.none 2>&1; then fail assert-no-credential "succeeded"; else pass assert-no-credential; fi
 grep -qi "no credentials\|FIDO_ERR_NO_CREDENTIALS\|0x2e" /tmp/out.none || echo "INFO: no-credential output: $(cat /tmp/out.none)"
 
+# OpenSSH: security-key SSH keys made by authd sign, and the signatures
+# verify (ssh-keygen reaches the device through ssh-sk-helper and libfido2).
+echo hello from the vm > /tmp/msg
+for kt in ecdsa-sk ed25519-sk; do
+	opts="-O application=ssh:vm-$kt"
+	[ $kt = ed25519-sk ] && opts="$opts -O resident"
+	check ssh-keygen-$kt ssh-keygen -q -t $kt -f /tmp/id_$kt -N "" -C vm $opts
+	check ssh-sign-$kt ssh-keygen -Y sign -f /tmp/id_$kt -n file /tmp/msg
+	echo "vm $(cut -d' ' -f1,2 /tmp/id_$kt.pub)" > /tmp/allowed_$kt
+	check ssh-verify-$kt sh -c "ssh-keygen -Y verify -f /tmp/allowed_$kt -I vm -n file -s /tmp/msg.sig < /tmp/msg"
+	echo tampered >> /tmp/msg
+	if ssh-keygen -Y verify -f /tmp/allowed_$kt -I vm -n file -s /tmp/msg.sig < /tmp/msg > /dev/null 2>&1; then fail ssh-verify-tampered-$kt; else pass ssh-verify-tampered-$kt; fi
+	echo hello from the vm > /tmp/msg
+	rm -f /tmp/msg.sig
+done
+
 # Caller attribution: the presence prompts named the programs holding the hidraw node.
 cat /tmp/presence.log
 if grep -q "op=makeCredential rp=$RP requester=fido2-cred" /tmp/presence.log; then pass requester-cred; else fail requester-cred; fi
