@@ -109,8 +109,7 @@ func (c Config) withDefaults() (Config, error) {
 
 // Device is a uhid HID device with the CTAPHID report descriptor. It is an
 // io.ReadWriter of 64-byte reports for ctaphid.Server.ServeConn. Read and
-// Write may be called concurrently with each other; Read must not be called
-// concurrently with itself.
+// Write may be called concurrently with each other.
 type Device struct {
 	rw  io.ReadWriteCloser
 	cfg Config

@@ -27,7 +27,8 @@ func findHidraw(sysRoot, uniq string) (string, error) {
 	}
 	for _, dev := range devs {
 		path := filepath.Join(dir, dev.Name())
-		if readUevent(filepath.Join(path, "uevent"))["HID_UNIQ"] != uniq {
+		// Entries that are not HID devices (power/, uevent) have no HID_UNIQ.
+		if v, ok := readUevent(filepath.Join(path, "uevent"))["HID_UNIQ"]; !ok || v != uniq {
 			continue
 		}
 		nodes, _ := os.ReadDir(filepath.Join(path, "hidraw"))

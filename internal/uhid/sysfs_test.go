@@ -37,6 +37,8 @@ func TestFindHidraw(t *testing.T) {
 		dir + "0003:1209:0001.0005/uevent":                   "HID_UNIQ=authd-4-dddd\n",
 		dir + "0003:1209:0001.0005/hidraw/hidraw9/dev":       "246:9\n", // no uevent: the name is the node
 		dir + "0003:1209:0001.0005/hidraw/power/autosuspend": "",
+		"devices/virtual/misc/uhid/uevent":                   "MAJOR=10\nMINOR=239\nDEVNAME=uhid\n",
+		"devices/virtual/misc/uhid/power/runtime_status":     "unsupported\n",
 	})
 	for uniq, want := range map[string]string{
 		"authd-1-aaaa": "/dev/hidraw0",
