@@ -11,8 +11,9 @@
 //   - CommandPresence runs a helper program (a desktop dialog, a
 //     notification, a fingerprint check...) whose exit status is the answer,
 //     for a daemon started by a service manager.
-//   - DenyPresence declines everything and says how to configure presence;
-//     it is what "auto" falls back to when nobody can be asked.
+//   - AutoPresence picks notifications, pinentry or the terminal at every
+//     prompt, and waits for a session when nobody can be asked yet.
+//   - DenyPresence declines everything and says how to configure presence.
 //   - AllowPresence approves everything, for automated tests only: with it
 //     any local process can use every credential silently.
 //

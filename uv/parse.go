@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/authd/authd/uv/notify"
-	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,10 +18,11 @@ const PresenceModes = "auto, notify, pinentry[:PATH], terminal, command:PATH, al
 
 // ParsePresence builds the Presence selected by the --presence flag:
 //
-//	auto          notify when a notification server with actions answers on
-//	              the session bus, else pinentry when a display is present
-//	              and pinentry is installed, else terminal when stdin is a
-//	              terminal, else deny (with a log line saying what was missing)
+//	auto          AutoPresence, deciding at every prompt: notify when a
+//	              notification server with actions answers on the session
+//	              bus, else pinentry when a display is present and pinentry
+//	              is installed, else terminal when stdin is a terminal, else
+//	              wait for a notification server until the prompt times out
 //	notify        NotifyPresence: a desktop notification with Allow/Deny
 //	pinentry[:P]  PinentryPresence: pinentry's CONFIRM dialog (P: program)
 //	terminal      TerminalPresence reading stdin; prompts go to stderr, or to
@@ -55,40 +55,7 @@ func ParsePresence(spec string, stdin *os.File, logger *slog.Logger) (Presence, 
 	case spec == "pinentry" || strings.HasPrefix(spec, "pinentry:"):
 		return NewPinentryPresence(strings.TrimPrefix(strings.TrimPrefix(spec, "pinentry"), ":"), logger)
 	case spec == "auto":
-		var missing []string
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		n, err := sessionNotifier(ctx)
-		if err == nil && n.SupportsActions(ctx) {
-			cancel()
-			logger.Info("user presence will be asked with desktop notifications (--presence auto)")
-			return NotifyPresence{Notifier: n, Logger: logger}, nil
-		}
-		cancel()
-		if err != nil {
-			missing = append(missing, "no notification server on the session bus ("+err.Error()+")")
-		} else {
-			n.Close()
-			missing = append(missing, "the notification server cannot show Allow/Deny actions")
-		}
-		if os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "" {
-			if p, err := NewPinentryPresence("", logger); err == nil {
-				logger.Info("user presence will be asked with pinentry (--presence auto)", "program", p.Program.Path)
-				return p, nil
-			} else {
-				missing = append(missing, "no pinentry program ("+err.Error()+")")
-			}
-		} else {
-			missing = append(missing, "no display for pinentry")
-		}
-		if stdin != nil && isTerminal(stdin) {
-			logger.Info("user presence will be asked on the terminal (--presence auto)")
-			return &TerminalPresence{In: stdin, Out: terminalOut(), Logger: logger}, nil
-		}
-		missing = append(missing, "stdin is not a terminal")
-		reason := "nobody can be asked (--presence auto): " + strings.Join(missing, "; ")
-		logger.Warn("every request needing user presence will be declined: " + reason +
-			"; configure user presence with --presence notify|pinentry|terminal|command:PATH|allow")
-		return DenyPresence{Reason: reason, Logger: logger}, nil
+		return newAutoPresence(stdin, logger), nil
 	case strings.HasPrefix(spec, "command:"):
 		path := strings.TrimPrefix(spec, "command:")
 		if err := checkHelper(path); err != nil {
@@ -138,11 +105,7 @@ func terminalOut() *os.File {
 // sessionNotifier connects to the session bus's notification server. The
 // connection lives as long as the daemon.
 func sessionNotifier(ctx context.Context) (*notify.Notifier, error) {
-	addr := SessionBusAddress()
-	if addr == "" {
-		return nil, fmt.Errorf("no session bus")
-	}
-	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
+	conn, err := dialSession(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +118,8 @@ func sessionNotifier(ctx context.Context) (*notify.Notifier, error) {
 }
 
 // WithTimeout sets how long a prompt stays up for the presence modes that
-// show one themselves (notify, pinentry); others follow their context's
+// show one themselves (notify, pinentry) and for auto, whose wait for a
+// session counts against it too; others follow their context's
 // deadline, which the engine sets to the same timeout.
 func WithTimeout(p Presence, d time.Duration) Presence {
 	switch v := p.(type) {
@@ -163,6 +127,9 @@ func WithTimeout(p Presence, d time.Duration) Presence {
 		v.Timeout = d
 		return v
 	case PinentryPresence:
+		v.Timeout = d
+		return v
+	case *AutoPresence:
 		v.Timeout = d
 		return v
 	}

@@ -34,6 +34,7 @@ func TestParsePresence(t *testing.T) {
 		isDeny
 		isTerminal
 		isCommand
+		isAuto
 	)
 	tests := []struct {
 		spec  string
@@ -45,8 +46,8 @@ func TestParsePresence(t *testing.T) {
 		{"deny", nil, isDeny, ""},
 		{"terminal", pipeR, isTerminal, ""},
 		{"terminal", nil, isErr, "no stdin"},
-		{"auto", pipeR, isDeny, ""}, // a pipe is not a terminal
-		{"auto", nil, isDeny, ""},
+		{"auto", pipeR, isAuto, ""}, // a pipe is not a terminal
+		{"auto", nil, isAuto, ""},
 		{"command:" + exe, nil, isCommand, ""},
 		{"command:", nil, isErr, "absolute"},
 		{"command:approve", nil, isErr, "absolute"},
@@ -85,6 +86,12 @@ func TestParsePresence(t *testing.T) {
 			if p.In != tt.stdin {
 				t.Errorf("ParsePresence(%q) reads from %v, want stdin", tt.spec, p.In)
 			}
+		case *AutoPresence:
+			got = isAuto
+			if p.Terminal != nil {
+				t.Errorf("ParsePresence(%q) on a non-terminal would ask on it", tt.spec)
+			}
+			p.Close()
 		case CommandPresence:
 			got = isCommand
 			if p.Path != exe {
@@ -103,9 +110,11 @@ func TestParsePresenceAutoOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp, ok := p.(*TerminalPresence); !ok || tp.In != slave {
-		t.Fatalf("ParsePresence(auto) on a terminal = %#v, want *TerminalPresence on it", p)
+	a, ok := p.(*AutoPresence)
+	if !ok || a.Terminal == nil || a.Terminal.In != slave {
+		t.Fatalf("ParsePresence(auto) on a terminal = %#v, want *AutoPresence with a terminal on it", p)
 	}
+	a.Close()
 }
 
 func TestParsePresenceAutoExplains(t *testing.T) {
@@ -122,8 +131,12 @@ func TestParsePresenceAutoExplains(t *testing.T) {
 		!strings.Contains(logs.String(), "no notification server") || !strings.Contains(logs.String(), "no display") {
 		t.Errorf("auto without a terminal does not explain itself: %s", logs)
 	}
-	if err := p.ConfirmPresence(context.Background(), OpGetAssertion, "example.com", ""); !errors.Is(err, ErrDeclined) {
-		t.Errorf("auto without a terminal = %v, want ErrDeclined", err)
+	// It waits for a notification server, then times out saying why.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := p.ConfirmPresence(ctx, OpGetAssertion, "example.com", ""); !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "no notification server") {
+		t.Errorf("auto without a terminal = %v, want a timeout saying there is no notification server", err)
 	}
 }
 

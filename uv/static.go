@@ -29,9 +29,9 @@ func (p AllowPresence) ConfirmPresence(ctx context.Context, op, rpID, userName s
 // opposed to ctx.Err().
 var ErrDeclined = errors.New("uv: presence declined")
 
-// DenyPresence declines every request, logging how to configure presence. It
-// is what "auto" resolves to when the daemon has no terminal to ask on, so
-// that a misconfigured daemon fails closed and says why.
+// DenyPresence declines every request, logging how to configure presence
+// (--presence deny), so that a daemon meant to ask nobody fails closed and
+// says why.
 type DenyPresence struct {
 	Reason string       // why presence cannot be confirmed, for the log
 	Logger *slog.Logger // nil means slog.Default()

@@ -51,6 +51,7 @@ type Server struct {
 	t    testing.TB
 	mu   sync.Mutex
 	seen int // Notify calls already returned by WaitNotify
+	stop func()
 }
 
 // Notification is one Notify call received by the mock.
@@ -133,9 +134,12 @@ func (b *Bus) StartServer(caps []string) *Server {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
+	stop := func() {
 		cmd.Process.Kill()
 		<-exited
+	}
+	tb.Cleanup(func() {
+		stop()
 		if tb.Failed() {
 			log, _ := os.ReadFile(logPath)
 			tb.Logf("dbusmock output:\n%s\ndbusmock log:\n%s", out.String(), log)
@@ -161,7 +165,29 @@ func (b *Bus) StartServer(caps []string) *Server {
 			tb.Fatalf("dbusmock did not own %s within 30 s", busName)
 		}
 	}
-	return &Server{Bus: b, mock: b.Conn.Object(busName, objectPath), t: tb}
+	return &Server{Bus: b, mock: b.Conn.Object(busName, objectPath), t: tb, stop: stop}
+}
+
+// Stop kills the mock server, as when the desktop session ends or the
+// notification daemon crashes, and waits until the bus has released its
+// name. StartServer can start another one on the same bus.
+func (s *Server) Stop() {
+	s.t.Helper()
+	s.stop()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var has bool
+		err := s.Bus.Conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&has)
+		if err != nil {
+			s.t.Fatalf("NameHasOwner: %v", err)
+		}
+		if !has {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s still owned 30 s after the mock was killed", busName)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Calls returns the arguments of every call of method the mock received.
