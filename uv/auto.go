@@ -67,7 +67,7 @@ type AutoPresence struct {
 	Logger   *slog.Logger  // nil means slog.Default()
 	Timeout  time.Duration // zero means DefaultNotifyTimeout
 
-	mu       sync.Mutex
+	mu       sync.Mutex       // guards the fields below; held while looking, not while asking
 	conn     *dbus.Conn       // session bus connection, nil when there is none
 	notifier *notify.Notifier // on conn
 	program  pinentry.Program // resolved pinentry, zero until found
