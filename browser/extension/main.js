@@ -126,6 +126,7 @@
 
   // --- the ceremony
   class Fallback extends Error {}
+  let ceremonySeq = 0;
   function ceremony(type, options) {
     const pk = options.publicKey;
     const signal = options.signal;
@@ -138,14 +139,16 @@
     } catch (e) {
       return Promise.reject(new TypeError("authd: cannot serialise the options: " + e.message));
     }
-    const msg = { type, options: json };
+    // ref names this ceremony, so that aborting it cancels it and no other.
+    const ref = nonce + ":" + ++ceremonySeq;
+    const msg = { type, options: json, ref };
     if (typeof pk.timeout === "number") msg.timeoutMs = pk.timeout;
     return new Promise((resolve, reject) => {
       let settled = false;
       const onAbort = () => {
         if (settled) return;
         settled = true;
-        send({ type: "cancel" });
+        send({ type: "cancel", ref });
         reject(signal.reason !== undefined ? signal.reason : new DOMException("The operation was aborted.", "AbortError"));
       };
       if (signal) signal.addEventListener("abort", onAbort, { once: true });

@@ -16,6 +16,10 @@ const ADMIN_TYPES = new Set(["list", "delete", "protect", "unprotect", "status",
 let port = null;
 let seq = 0;
 const pending = new Map(); // id (string) -> resolve(reply)
+// A page's create/get in flight: "<tab>|<frame>|<document>|<origin>|<ref>"
+// -> the host request id. The page names its ceremony by ref; the scope
+// comes from the sender, so a page can only cancel its own.
+const ceremonies = new Map();
 
 function notReachable(message) {
   return { ok: false, error: { name: "NotReachable", message } };
@@ -43,9 +47,10 @@ function getPort() {
   return p;
 }
 
-function callHost(msg) {
+function callHost(msg, onId) {
   return new Promise((resolve) => {
     const id = ++seq;
+    if (onId) onId(id);
     pending.set(String(id), resolve);
     try {
       getPort().postMessage({ ...msg, id });
@@ -83,6 +88,20 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
       const top = originOf(sender.tab.url);
       if (top && top !== origin) req.topOrigin = top;
     }
+    const key = typeof msg.ref === "string" && msg.ref.length <= 128
+      ? [sender.tab ? sender.tab.id : "", sender.frameId || 0, sender.documentId || "", origin, msg.ref].join("|")
+      : null;
+    if (msg.type === "cancel") {
+      // Abort only the ceremony this frame named; the host cancels it on
+      // its own bus connection.
+      const target = key && ceremonies.get(key);
+      if (target === undefined || target === null) {
+        sendResponse({ ok: true, result: { cancelled: false } });
+        return false;
+      }
+      callHost({ type: "cancel", target }).then(sendResponse);
+      return true;
+    }
     if (msg.type === "create" || msg.type === "get") {
       if (!msg.options || typeof msg.options !== "object") {
         sendResponse({ ok: false, error: { name: "TypeError", message: "options missing" } });
@@ -90,6 +109,13 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
       }
       req.options = msg.options;
       if (typeof msg.timeoutMs === "number" && msg.timeoutMs >= 0) req.timeoutMs = msg.timeoutMs;
+      if (key && !ceremonies.has(key)) {
+        callHost(req, (id) => ceremonies.set(key, id)).then((rep) => {
+          ceremonies.delete(key);
+          sendResponse(rep);
+        });
+        return true;
+      }
     }
   }
   callHost(req).then(sendResponse);

@@ -12,9 +12,15 @@
 //	{"id": <any JSON>, "type": "create"|"get"|"capabilities"|"list"|"delete"|
 //	 "protect"|"unprotect"|"cancel"|"status", "origin": "https://site",
 //	 "topOrigin"?: "https://top", "options"?: {...}, "timeoutMs"?: n,
-//	 "filter"?: "text", "credentialId"?: "base64url"}
+//	 "filter"?: "text", "credentialId"?: "base64url", "target"?: <id>}
 //	→ {"id": same, "ok": true, "result": ...}
 //	→ {"id": same, "ok": false, "error": {"name": "NotAllowedError", "message": "..."}}
+//
+// Requests run concurrently. Each create/get runs on a bus connection of
+// its own, so {"type": "cancel", "target": <id of a create/get>} aborts
+// that one ceremony (Cancel() on its connection; it then fails with
+// AbortError) and no other; its result is {"cancelled": bool}, false when
+// the target already ended.
 //
 // Error names are the DOMException names of org.authd.Error.<Name>, plus
 // "NotReachable" when authd cannot be reached (the extension then hands the

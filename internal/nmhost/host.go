@@ -33,6 +33,8 @@ type Request struct {
 	TimeoutMs    *float64        `json:"timeoutMs,omitempty"`
 	Filter       string          `json:"filter,omitempty"`
 	CredentialID string          `json:"credentialId,omitempty"`
+	// Target is the id of the create/get request a "cancel" aborts.
+	Target json.RawMessage `json:"target,omitempty"`
 }
 
 // ReplyError is the error member of a failed reply.
@@ -80,8 +82,21 @@ type Host struct {
 	wmu  sync.Mutex
 	w    io.Writer
 	cmu  sync.Mutex
-	conn *dbus.Conn
-	done bool // Serve ended: dial no more
+	conn *dbus.Conn // shared by the short calls
+	done bool       // Serve ended: dial no more
+	// ceremonies are the create/get requests in flight, by request id.
+	ceremonies map[string]*ceremony
+}
+
+// ceremony is one create/get in flight. It runs on a bus connection of its
+// own, so that aborting it (Cancel() on that connection, which authd
+// applies to the calling connection's calls) leaves the port's other
+// requests alone.
+type ceremony struct {
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	conn    *dbus.Conn // once dialled
+	aborted bool
 }
 
 // Serve reads requests from r until it ends, answering on w. Requests run
@@ -102,6 +117,7 @@ func (h *Host) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		inflight = 32
 	}
 	h.w = w
+	h.ceremonies = map[string]*ceremony{}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -145,11 +161,25 @@ func (h *Host) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 			h.replyErr(req.ID, ipc.UnknownError, fmt.Sprintf("too many requests in flight (%d)", inflight))
 			continue
 		}
+		// A ceremony is registered before its goroutine starts, so a
+		// "cancel" read right after it always finds it.
+		rctx, c, ok := ctx, (*ceremony)(nil), true
+		if req.Type == "create" || req.Type == "get" {
+			rctx, c, ok = h.register(ctx, req.ID)
+			if !ok {
+				<-sem
+				h.replyErr(req.ID, ipc.TypeError, fmt.Sprintf("request id %s is already in flight", req.ID))
+				continue
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			h.handle(ctx, req)
+			if c != nil {
+				defer h.unregister(req.ID, c)
+			}
+			h.handle(rctx, req, c)
 		}()
 	}
 }
@@ -234,6 +264,54 @@ func (h *Host) connection() (*dbus.Conn, error) {
 	return conn, nil
 }
 
+// register records a ceremony under id; false if that id is in flight.
+func (h *Host) register(ctx context.Context, id json.RawMessage) (context.Context, *ceremony, bool) {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	key := string(id)
+	if _, dup := h.ceremonies[key]; dup && key != "" {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &ceremony{cancel: cancel}
+	if key != "" {
+		h.ceremonies[key] = c
+	}
+	return ctx, c, true
+}
+
+func (h *Host) unregister(id json.RawMessage, c *ceremony) {
+	h.cmu.Lock()
+	if h.ceremonies[string(id)] == c {
+		delete(h.ceremonies, string(id))
+	}
+	h.cmu.Unlock()
+	c.cancel()
+}
+
+// abort cancels the ceremony with request id target, if it is in flight:
+// Cancel() on its own connection makes authd end that call (and close its
+// prompt), then its context ends in case authd does not answer. It reports
+// whether there was such a ceremony.
+func (h *Host) abort(ctx context.Context, target json.RawMessage) (bool, error) {
+	h.cmu.Lock()
+	c := h.ceremonies[string(target)]
+	h.cmu.Unlock()
+	if c == nil {
+		return false, nil
+	}
+	c.mu.Lock()
+	c.aborted = true
+	conn := c.conn
+	c.mu.Unlock()
+	var err error
+	if conn != nil {
+		err = conn.Object(dbusapi.BusName, dbusapi.Path).CallWithContext(ctx, dbusapi.Interface+".Cancel", 0).Store()
+	}
+	c.cancel()
+	return true, err
+}
+
 func (h *Host) closeConn() {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
@@ -244,7 +322,7 @@ func (h *Host) closeConn() {
 }
 
 // handle runs one request and replies.
-func (h *Host) handle(ctx context.Context, req Request) {
+func (h *Host) handle(ctx context.Context, req Request, c *ceremony) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.Log.Error("nmhost: internal error", "type", req.Type, "panic", fmt.Sprint(p))
@@ -252,7 +330,13 @@ func (h *Host) handle(ctx context.Context, req Request) {
 		}
 	}()
 	start := time.Now()
-	result, rerr := h.dispatch(ctx, req)
+	var result any
+	var rerr *ReplyError
+	if c != nil {
+		result, rerr = h.ceremony(ctx, req, c)
+	} else {
+		result, rerr = h.dispatch(ctx, req)
+	}
 	if rerr != nil {
 		h.Log.Info("nmhost: request failed", "type", req.Type, "origin", req.Origin, "error", rerr.Name, "ms", time.Since(start).Milliseconds())
 		h.replyErr(req.ID, rerr.Name, rerr.Message)
@@ -265,20 +349,21 @@ func (h *Host) handle(ctx context.Context, req Request) {
 func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 	// Argument checks before touching the bus.
 	switch req.Type {
-	case "create", "get":
-		if req.Origin == "" {
-			return nil, &ReplyError{ipc.TypeError, `"origin" is required`}
-		}
-		if o := bytes.TrimSpace(req.Options); len(o) == 0 || o[0] != '{' {
-			return nil, &ReplyError{ipc.TypeError, `"options" must be a PublicKeyCredential options JSON object`}
-		}
-		if req.TimeoutMs != nil && (*req.TimeoutMs < 0 || *req.TimeoutMs > 1<<32-1) {
-			return nil, &ReplyError{ipc.TypeError, `"timeoutMs" out of range`}
-		}
 	case "delete", "protect", "unprotect":
 		if req.CredentialID == "" {
 			return nil, &ReplyError{ipc.TypeError, `"credentialId" is required`}
 		}
+	case "cancel":
+		if len(req.Target) == 0 || string(req.Target) == "null" {
+			return nil, &ReplyError{ipc.TypeError, `"target" (the id of the create or get to abort) is required`}
+		}
+		c, cancel := h.shortCtx(ctx)
+		defer cancel()
+		found, err := h.abort(c, req.Target)
+		if err != nil {
+			return nil, h.mapErr(err)
+		}
+		return map[string]bool{"cancelled": found}, nil
 	}
 	conn, err := h.connection()
 	if err != nil {
@@ -286,43 +371,11 @@ func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 		return nil, &ReplyError{NotReachable, "authd is not reachable: " + err.Error()}
 	}
 	obj := conn.Object(dbusapi.BusName, dbusapi.Path)
-	short := func() (context.Context, context.CancelFunc) {
-		t := h.CallTimeout
-		if t <= 0 {
-			t = 25 * time.Second
-		}
-		return context.WithTimeout(ctx, t)
-	}
+	short := func() (context.Context, context.CancelFunc) { return h.shortCtx(ctx) }
 	call := func(ctx context.Context, method string, args ...any) *dbus.Call {
 		return obj.CallWithContext(ctx, dbusapi.Interface+"."+method, 0, args...)
 	}
 	switch req.Type {
-	case "create", "get":
-		hints := map[string]dbus.Variant{}
-		if req.TopOrigin != "" {
-			hints["top_origin"] = dbus.MakeVariant(req.TopOrigin)
-		}
-		lctx, cancel := context.WithCancel(ctx)
-		if req.TimeoutMs != nil {
-			ms := uint32(*req.TimeoutMs)
-			hints["timeout_ms"] = dbus.MakeVariant(ms)
-			// authd enforces the timeout; this only bounds a hung daemon.
-			cancel()
-			lctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond+time.Minute)
-		}
-		defer cancel()
-		method := "MakeCredential"
-		if req.Type == "get" {
-			method = "GetAssertion"
-		}
-		var cred string
-		if err := call(lctx, method, req.Origin, string(req.Options), hints).Store(&cred); err != nil {
-			return nil, h.mapErr(err)
-		}
-		if !json.Valid([]byte(cred)) {
-			return nil, &ReplyError{ipc.UnknownError, "authd returned a credential that is not JSON"}
-		}
-		return json.RawMessage(cred), nil
 	case "capabilities":
 		c, cancel := short()
 		defer cancel()
@@ -365,17 +418,79 @@ func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 			return nil, h.mapErr(err)
 		}
 		return nil, nil
-	case "cancel":
-		// Cancel() ends this host's create/get calls in flight (they share
-		// its bus connection); one port runs one ceremony at a time.
-		c, cancel := short()
-		defer cancel()
-		if err := call(c, "Cancel").Store(); err != nil {
-			return nil, h.mapErr(err)
-		}
-		return nil, nil
 	}
 	return nil, &ReplyError{ipc.TypeError, fmt.Sprintf("unknown request type %q", req.Type)}
+}
+
+// shortCtx bounds a call that does not wait for the user.
+func (h *Host) shortCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := h.CallTimeout
+	if t <= 0 {
+		t = 25 * time.Second
+	}
+	return context.WithTimeout(ctx, t)
+}
+
+// ceremony runs a create or get on a bus connection of its own (see
+// type ceremony); the connection closes when it ends, which also makes
+// authd abandon the call if the port went away.
+func (h *Host) ceremony(ctx context.Context, req Request, c *ceremony) (any, *ReplyError) {
+	if req.Origin == "" {
+		return nil, &ReplyError{ipc.TypeError, `"origin" is required`}
+	}
+	if o := bytes.TrimSpace(req.Options); len(o) == 0 || o[0] != '{' {
+		return nil, &ReplyError{ipc.TypeError, `"options" must be a PublicKeyCredential options JSON object`}
+	}
+	if req.TimeoutMs != nil && (*req.TimeoutMs < 0 || *req.TimeoutMs > 1<<32-1) {
+		return nil, &ReplyError{ipc.TypeError, `"timeoutMs" out of range`}
+	}
+	h.cmu.Lock()
+	done := h.done
+	h.cmu.Unlock()
+	if done || h.Dial == nil {
+		return nil, &ReplyError{NotReachable, "authd is not reachable: the port is closed or no bus is configured"}
+	}
+	conn, err := h.Dial()
+	if err != nil {
+		h.Log.Warn("nmhost: authd not reachable", "err", err)
+		return nil, &ReplyError{NotReachable, "authd is not reachable: " + err.Error()}
+	}
+	defer conn.Close()
+	c.mu.Lock()
+	aborted := c.aborted
+	c.conn = conn
+	c.mu.Unlock()
+	if aborted || ctx.Err() != nil {
+		return nil, &ReplyError{ipc.AbortError, "the request was aborted"}
+	}
+
+	hints := map[string]dbus.Variant{}
+	if req.TopOrigin != "" {
+		hints["top_origin"] = dbus.MakeVariant(req.TopOrigin)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	if req.TimeoutMs != nil {
+		ms := uint32(*req.TimeoutMs)
+		hints["timeout_ms"] = dbus.MakeVariant(ms)
+		// authd enforces the timeout; this only bounds a hung daemon.
+		cancel()
+		lctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond+time.Minute)
+	}
+	defer cancel()
+	method := "MakeCredential"
+	if req.Type == "get" {
+		method = "GetAssertion"
+	}
+	var cred string
+	err = conn.Object(dbusapi.BusName, dbusapi.Path).CallWithContext(lctx, dbusapi.Interface+"."+method, 0,
+		req.Origin, string(req.Options), hints).Store(&cred)
+	if err != nil {
+		return nil, h.mapErr(err)
+	}
+	if !json.Valid([]byte(cred)) {
+		return nil, &ReplyError{ipc.UnknownError, "authd returned a credential that is not JSON"}
+	}
+	return json.RawMessage(cred), nil
 }
 
 // notReachable are bus errors meaning authd is not there.
@@ -415,7 +530,7 @@ func (h *Host) mapErr(err error) *ReplyError {
 	case name == "" && errors.Is(err, context.DeadlineExceeded):
 		return &ReplyError{NotReachable, "authd did not answer in time"}
 	case name == "" && (errors.Is(err, dbus.ErrClosed) || strings.Contains(err.Error(), "closed")):
-		h.closeConn()
+		// connection() dials again when the shared connection broke.
 		return &ReplyError{NotReachable, "the bus connection to authd broke: " + err.Error()}
 	case notReachable[name] || strings.HasPrefix(name, "org.freedesktop.DBus.Error.Spawn."):
 		h.Log.Warn("nmhost: authd not reachable", "dbus_error", name)

@@ -326,17 +326,80 @@ func TestConcurrentCreateCancel(t *testing.T) {
 	if r := e.next(); string(r.ID) != `"s"` || !r.OK {
 		t.Fatalf("status during create: %s", mustJSON(r))
 	}
-	e.req(map[string]any{"id": "x", "type": "cancel"})
+	// A duplicate id in flight is refused; a cancel needs a target.
+	e.req(map[string]any{"id": "c", "type": "get", "origin": "https://example.com", "options": map[string]any{}})
+	if r := e.next(); string(r.ID) != `"c"` || errName(r) != "TypeError" {
+		t.Fatalf("duplicate id: %s", mustJSON(r))
+	}
+	e.req(map[string]any{"id": "x0", "type": "cancel"})
+	if r := e.next(); errName(r) != "TypeError" {
+		t.Fatalf("cancel without target: %s", mustJSON(r))
+	}
+	e.req(map[string]any{"id": "x", "type": "cancel", "target": "c"})
 	got := map[string]Reply{}
 	for range 2 {
 		r := e.next()
 		got[string(r.ID)] = r
 	}
-	if !got[`"x"`].OK {
+	if !got[`"x"`].OK || mustJSON(got[`"x"`].Result) != `{"cancelled":true}` {
 		t.Errorf("cancel: %s", mustJSON(got[`"x"`]))
 	}
 	if errName(got[`"c"`]) != "AbortError" {
 		t.Errorf("create after cancel: %s", mustJSON(got[`"c"`]))
+	}
+	// Cancelling what already ended is not an error.
+	e.req(map[string]any{"id": "y", "type": "cancel", "target": "c"})
+	if r := e.next(); !r.OK || mustJSON(r.Result) != `{"cancelled":false}` {
+		t.Errorf("cancel after the end: %s", mustJSON(r))
+	}
+}
+
+// TestCancelOnlyItsOwn: two ceremonies in flight on one port; cancelling
+// one ends only that one in authd (the D-Bus service sees its context end),
+// and the other completes when the user answers.
+func TestCancelOnlyItsOwn(t *testing.T) {
+	e := newEnv(t, true, nil, func(f *dbustest.Backend) {
+		f.Release = make(chan struct{})
+		f.Started = make(chan string, 2)
+		f.Ended = make(chan error, 2)
+	})
+	e.req(map[string]any{"id": 1, "type": "create", "origin": "https://a.example", "options": map[string]any{"challenge": "a"}})
+	e.req(map[string]any{"id": 2, "type": "get", "origin": "https://b.example", "options": map[string]any{"challenge": "b"}})
+	for range 2 {
+		select {
+		case <-e.f.Started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the ceremonies did not both reach authd")
+		}
+	}
+	e.req(map[string]any{"id": 3, "type": "cancel", "target": 1})
+	got := map[string]Reply{}
+	for range 2 {
+		r := e.next()
+		got[string(r.ID)] = r
+	}
+	if !got["3"].OK || errName(got["1"]) != "AbortError" {
+		t.Fatalf("cancel 1: %s / %s", mustJSON(got["3"]), mustJSON(got["1"]))
+	}
+	select {
+	case err := <-e.f.Ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("authd's call for 1 ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("authd's call for 1 did not end")
+	}
+	// The other one is still waiting for the user.
+	select {
+	case err := <-e.f.Ended:
+		t.Fatalf("a second call ended (%v): the cancel reached request 2 too", err)
+	case r := <-e.rc:
+		t.Fatalf("request 2 answered before the user did: %s", mustJSON(r))
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(e.f.Release)
+	if r := e.next(); string(r.ID) != "2" || !r.OK || !strings.Contains(mustJSON(r.Result), `"challenge":"b"`) {
+		t.Fatalf("request 2: %s", mustJSON(r))
 	}
 }
 

@@ -91,10 +91,11 @@ type stack struct {
 	// While denyFile exists the user says no. While otherFile exists the
 	// user picks "use another device" (exit 3, offered only when
 	// AUTHD_ALLOW_ALTERNATIVE=1) and the prompt's op is appended to
-	// otherFile.asked.
-	denyFile, otherFile string
-	authd               *exec.Cmd
-	artifacts           string
+	// otherFile.asked. While holdFile exists the prompt waits (the user is
+	// slow), after appending its op to holdFile.waiting.
+	denyFile, otherFile, holdFile string
+	authd                         *exec.Cmd
+	artifacts                     string
 }
 
 func newStack(t *testing.T) *stack {
@@ -122,8 +123,11 @@ func newStack(t *testing.T) *stack {
 	}
 	s.denyFile = filepath.Join(s.tmp, "deny")
 	s.otherFile = filepath.Join(s.tmp, "other")
+	s.holdFile = filepath.Join(s.tmp, "hold")
 	presence := filepath.Join(s.tmp, "presence.sh")
-	os.WriteFile(presence, []byte("#!/bin/sh\nif [ -e "+s.denyFile+" ]; then exit 1; fi\n"+
+	os.WriteFile(presence, []byte("#!/bin/sh\n"+
+		"if [ -e "+s.holdFile+" ]; then echo \"$AUTHD_OPERATION\" >> "+s.holdFile+".waiting; while [ -e "+s.holdFile+" ]; do sleep 0.05; done; fi\n"+
+		"if [ -e "+s.denyFile+" ]; then exit 1; fi\n"+
 		"if [ -e "+s.otherFile+" ] && [ \"$AUTHD_ALLOW_ALTERNATIVE\" = 1 ]; then echo \"$AUTHD_OPERATION\" >> "+s.otherFile+".asked; exit 3; fi\nexit 0\n"), 0o755)
 	s.authd = exec.Command(filepath.Join(s.bin, "authd"), "--state-dir", filepath.Join(s.tmp, "state"),
 		"--ctaphid-socket", filepath.Join(sockDir, "ctaphid.sock"), "--presence", "command:"+presence,
@@ -186,6 +190,7 @@ func TestChromiumExtension(t *testing.T) {
 		"RP_URL="+s.rpURL,
 		"DENY_FILE="+s.denyFile,
 		"OTHER_FILE="+s.otherFile,
+		"HOLD_FILE="+s.holdFile,
 		"ARTIFACTS="+s.artifacts,
 		"TMPDIR="+s.tmp,
 	)

@@ -2,7 +2,8 @@
 // Started by browser_test.go, which provides authd on a private session bus,
 // the demo RP, the host manifest in the user-data-dir and these variables:
 // CHROMIUM, EXT_DIR, USER_DATA_DIR, RP_URL, DENY_FILE, OTHER_FILE (while it
-// exists authd's prompt answers "use another device"), ARTIFACTS, and for the
+// exists authd's prompt answers "use another device"), HOLD_FILE (while it
+// exists the prompt waits; HOLD_FILE.waiting gets a line per prompt), ARTIFACTS, and for the
 // fallback phase USER_DATA_DIR_NO_AUTHD (a second profile with the host
 // manifest) and EMPTY_BUS_ADDRESS (a session bus where nobody owns
 // org.authd.Authenticator1, i.e. authd is not running).
@@ -13,7 +14,7 @@ const { chromium } = require("playwright-core");
 
 const EXPECTED_ID = "okpgeddokidegbjehdpldcghndcghafp"; // pinned by "key" in manifest.json
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + " is not set"); return v; };
-const RP = env("RP_URL"), EXT = env("EXT_DIR"), ART = env("ARTIFACTS"), DENY = env("DENY_FILE"), OTHER = env("OTHER_FILE");
+const RP = env("RP_URL"), EXT = env("EXT_DIR"), ART = env("ARTIFACTS"), DENY = env("DENY_FILE"), OTHER = env("OTHER_FILE"), HOLD = env("HOLD_FILE");
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 function check(cond, what) { if (!cond) throw new Error("FAILED: " + what); log("ok:", what); }
@@ -141,6 +142,31 @@ const launchOptions = {
       return p.then(() => "resolved", (e) => e.name);
     });
     check(aborted === "AbortError", "aborted get() rejects with AbortError");
+
+    // Two sign-ins wait for the user; aborting one cancels only that one in
+    // authd, and the other completes when the user approves.
+    fs.writeFileSync(HOLD, "");
+    await page.evaluate(() => {
+      const get = (signal) => navigator.credentials.get({ publicKey: { challenge: new Uint8Array(32), rpId: "localhost" }, signal });
+      window.e2eAC = new AbortController();
+      window.e2eAB = { a: "", b: "" };
+      get(window.e2eAC.signal).then(() => "resolved", (e) => e.name).then((r) => { window.e2eAB.a = r; });
+      get().then((c) => "resolved " + c.type, (e) => e.name).then((r) => { window.e2eAB.b = r; });
+    });
+    for (let i = 0; !(fs.existsSync(HOLD + ".waiting") && fs.readFileSync(HOLD + ".waiting", "utf8")); i++) {
+      if (i > 300) throw new Error("no prompt for the two sign-ins");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 200)); // the second request reaches authd
+    await page.evaluate(() => window.e2eAC.abort());
+    await page.waitForFunction(() => window.e2eAB.a !== "", null, { timeout: 10000 });
+    await new Promise((r) => setTimeout(r, 300)); // room for a wrong cancel to reach the other one
+    const ab = await page.evaluate(() => ({ ...window.e2eAB }));
+    check(ab.a === "AbortError" && ab.b === "", `aborting one of two sign-ins rejects it (${ab.a}) and leaves the other waiting`);
+    fs.unlinkSync(HOLD);
+    await page.waitForFunction(() => window.e2eAB.b !== "", null, { timeout: 10000 });
+    const b = await page.evaluate(() => window.e2eAB.b);
+    check(b === "resolved public-key", `the other sign-in completes after the user approves (${b})`);
 
     // Management page.
     const mgmt = await ctx.newPage();

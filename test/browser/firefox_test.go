@@ -353,6 +353,31 @@ func TestFirefoxExtension(t *testing.T) {
 		return await p.then(() => "resolved", (e) => e.name);`, &aborted)
 	f.check(aborted == "AbortError", "aborted get() rejects with %s", aborted)
 
+	// Two sign-ins wait for the user (authd prompts for one at a time, the
+	// other waits its turn inside authd); aborting one cancels only that
+	// one, and the other completes when the user approves.
+	const requested = "daemon: sign-in requested"
+	n := strings.Count(readLog(t, "authd"), requested)
+	f.must(os.WriteFile(s.holdFile, nil, 0o644))
+	f.must(f.exec(`const get = (signal) => navigator.credentials.get({ publicKey: { challenge: new Uint8Array(32), rpId: "localhost" }, signal });
+		window.e2eAC = new AbortController();
+		window.e2eAB = { a: "", b: "" };
+		get(window.e2eAC.signal).then(() => "resolved", (e) => e.name).then((r) => { window.e2eAB.a = r; });
+		get().then((c) => "resolved " + c.type, (e) => e.name).then((r) => { window.e2eAB.b = r; });`, nil))
+	waitFor(t, "both sign-ins in authd", func() bool { return strings.Count(readLog(t, "authd"), requested) >= n+2 })
+	waitFor(t, "a prompt", func() bool { b, _ := os.ReadFile(s.holdFile + ".waiting"); return len(b) > 0 })
+	f.must(f.exec(`window.e2eAC.abort();`, nil))
+	a, err := f.waitFor(10*time.Second, "the aborted sign-in", `return window.e2eAB.a;`)
+	f.must(err)
+	time.Sleep(300 * time.Millisecond) // room for a wrong cancel to reach the other one
+	var b string
+	f.must(f.exec(`return window.e2eAB.b;`, &b))
+	f.check(a == "AbortError" && b == "", "aborting one of two sign-ins rejects it (%s) and leaves the other waiting (%q)", a, b)
+	f.must(os.Remove(s.holdFile))
+	b, err = f.waitFor(10*time.Second, "the other sign-in", `return window.e2eAB.b;`)
+	f.must(err)
+	f.check(b == "resolved public-key", "the other sign-in completes after the user approves (%s)", b)
+
 	// The management page lists, filters and deletes.
 	rows := f.manage()
 	f.check(anyContains(rows, "alice") && anyContains(rows, "localhost"), "management page lists alice's passkey (%d rows)", len(rows))
@@ -435,4 +460,16 @@ func readLog(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// waitFor polls cond until it holds, for up to 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
