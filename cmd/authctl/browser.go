@@ -259,16 +259,16 @@ func (c *cli) browserUninstall(b browserArgs) int {
 	return exitOK
 }
 
-// doctorBrowser checks the host manifests and starts the host the way a
-// browser does to ask it for authd's status.
+// doctorBrowser checks, for each browser, the user-level host manifest
+// (there, valid, pointing to an executable host, allowing authd's
+// extension) and then starts that host the way the browser does and asks
+// it for authd's status, which shows whether it reaches authd on the bus.
 func (c *cli) doctorBrowser(report reporter) {
 	locs, err := manifestLocs(nil)
 	if err != nil {
 		report("info", "browser host", "%v", err)
 		return
 	}
-	var probe *manifest
-	var probeLoc manifestLoc
 	for _, l := range locs {
 		what := "NM " + l.Browser
 		b, err := os.ReadFile(l.path())
@@ -288,35 +288,62 @@ func (c *cli) doctorBrowser(report reporter) {
 			report("FAIL", what, "%s: %s: run `authctl browser install` again", l.path(), problem)
 			continue
 		}
-		report("ok", what, "%s → %s", l.path(), m.Path)
-		if probe == nil {
-			probe, probeLoc = &m, l
+		caller, allowed := authdCaller(m, l)
+		if allowed {
+			report("ok", what, "%s → %s (allows %s)", l.path(), m.Path, caller)
+		} else {
+			// A manifest for other builds of the extension only: authd's own
+			// cannot start the host. Probe with what it allows.
+			report("warn", what, "%s allows %s but not authd's extension %s: run `authctl browser install` (with --extension-id/--firefox-id for your other builds)",
+				l.path(), strings.Join(append(m.AllowedOrigins, m.AllowedExtensions...), " "), authdExtension(l))
 		}
-	}
-	if probe == nil {
-		return
-	}
-	args := probe.AllowedOrigins
-	if probeLoc.Firefox {
-		args = []string{probeLoc.path(), probe.AllowedExtensions[0]}
-	} else {
-		args = args[:1]
-	}
-	rep, stderr, err := c.probeHost(probe.Path, args)
-	switch {
-	case err != nil:
-		report("FAIL", "browser host", "%s %s: %v%s", probe.Path, strings.Join(args, " "), err, lastLine(stderr))
-	case rep.OK:
-		report("ok", "browser host", "answers, and reaches authd (status request)")
-	case rep.Error != nil && rep.Error.Name == nmhost.NotReachable:
-		report("warn", "browser host", "answers, but cannot reach authd: %s (the extension falls back to the browser's own WebAuthn)", rep.Error.Message)
-	default:
-		report("FAIL", "browser host", "answers status with an error: %s: %s", rep.Error.Name, rep.Error.Message)
+		args := []string{caller}
+		if l.Firefox {
+			// Firefox starts a host as HOST MANIFEST-PATH EXTENSION-ID.
+			args = []string{l.path(), caller}
+		}
+		hostWhat := "host " + l.Browser
+		rep, stderr, err := c.probeHost(m.Path, args)
+		switch {
+		case err != nil:
+			report("FAIL", hostWhat, "%s %s: %v%s", m.Path, strings.Join(args, " "), err, lastLine(stderr))
+		case rep.OK:
+			report("ok", hostWhat, "answers, and reaches authd (status request)")
+		case rep.Error != nil && rep.Error.Name == nmhost.NotReachable:
+			report("warn", hostWhat, "answers, but cannot reach authd: %s (the extension falls back to the browser's own WebAuthn)", rep.Error.Message)
+		default:
+			report("FAIL", hostWhat, "answers status with an error: %s: %s", rep.Error.Name, rep.Error.Message)
+		}
 	}
 }
 
+// authdExtension is how the browser of l names authd's extension.
+func authdExtension(l manifestLoc) string {
+	if l.Firefox {
+		return nmhost.DefaultFirefoxID
+	}
+	return nmhost.ChromeOrigin(nmhost.DefaultExtensionID)
+}
+
+// authdCaller returns the caller to probe the host with: authd's extension
+// when m allows it (true), else the first extension m allows (false).
+func authdCaller(m manifest, l manifestLoc) (string, bool) {
+	allowed := m.AllowedOrigins
+	if l.Firefox {
+		allowed = m.AllowedExtensions
+	}
+	want := authdExtension(l)
+	for _, a := range allowed {
+		if a == want {
+			return a, true
+		}
+	}
+	return allowed[0], false
+}
+
 // checkManifest returns what is wrong with m ("" when nothing), following
-// what Chromium rejects with "Specified native messaging host not found".
+// what Chromium rejects with "Specified native messaging host not found"
+// and what Firefox's manifest schema requires.
 func checkManifest(m manifest, l manifestLoc) string {
 	switch {
 	case m.Name != nmhost.HostName:

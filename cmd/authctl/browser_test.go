@@ -92,42 +92,73 @@ func TestBrowserInstall(t *testing.T) {
 		t.Errorf("host config: %+v %v", cfg, err)
 	}
 
-	// doctor starts the host the browser's way and asks for authd's status.
+	// doctor reads each manifest and starts each host the browser's way
+	// (Chromium: the extension's origin; Firefox: manifest path and
+	// extension id) to ask for authd's status.
 	bus := dbustest.NewBus(t)
 	srv, err := dbusapi.Start(bus.Connect(), fixture(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	out.Reset()
-	run(ctx, []string{"--bus", bus.Addr, "doctor"}, &out, &errb)
-	for _, re := range []string{
-		`(?m)^ok +NM Chromium +` + regexp.QuoteMeta(chromium) + ` → ` + regexp.QuoteMeta(host),
-		`(?m)^ok +NM Google Chrome `, `(?m)^ok +NM Firefox `,
-		`(?m)^ok +browser host +answers, and reaches authd`,
-	} {
-		if !regexp.MustCompile(re).MatchString(out.String()) {
-			t.Errorf("doctor lacks %s:\n%s", re, out.String())
+	doctor := func(addr string, want ...string) string {
+		t.Helper()
+		out.Reset()
+		run(ctx, []string{"--bus", addr, "doctor"}, &out, &errb)
+		for _, re := range want {
+			if !regexp.MustCompile(re).MatchString(out.String()) {
+				t.Errorf("doctor lacks %s:\n%s", re, out.String())
+			}
 		}
+		return out.String()
 	}
-	// Without authd on the bus the host still answers: NotReachable.
+	authdOrigin := regexp.QuoteMeta(nmhost.ChromeOrigin(nmhost.DefaultExtensionID))
+	// Installed for another extension id only: authd's own extension cannot
+	// start the host, though the host answers that other extension.
+	doctor(bus.Addr,
+		`(?m)^warn +NM Chromium +`+regexp.QuoteMeta(chromium)+` allows chrome-extension://`+testExtID+`/ but not authd's extension `+authdOrigin,
+		`(?m)^ok +host Chromium +answers, and reaches authd`,
+		`(?m)^ok +NM Firefox +`+regexp.QuoteMeta(firefox)+` → `+regexp.QuoteMeta(host)+` \(allows passkeys@authd\.org\)`,
+		`(?m)^ok +host Firefox +answers, and reaches authd`)
+	// The default install allows authd's extension everywhere.
+	if code := run(ctx, []string{"browser", "install", "--host", host}, &out, &errb); code != exitOK {
+		t.Fatalf("install: %d %s", code, errb.String())
+	}
+	got := doctor(bus.Addr,
+		`(?m)^ok +NM Chromium +`+regexp.QuoteMeta(chromium)+` → `+regexp.QuoteMeta(host)+` \(allows `+authdOrigin+`\)`,
+		`(?m)^ok +NM Google Chrome +`+regexp.QuoteMeta(chrome)+` → .*\(allows `+authdOrigin+`\)`,
+		`(?m)^ok +NM Firefox `,
+		`(?m)^ok +host Chromium +answers, and reaches authd`,
+		`(?m)^ok +host Google Chrome +answers, and reaches authd`,
+		`(?m)^ok +host Firefox +answers, and reaches authd`)
+	if strings.Contains(got, "FAIL") || strings.Contains(got, "warn  NM") {
+		t.Errorf("doctor after a default install:\n%s", got)
+	}
+	// Without authd on the bus the hosts still answer: NotReachable.
 	empty := dbustest.NewBus(t)
-	out.Reset()
-	run(ctx, []string{"--bus", empty.Addr, "doctor"}, &out, &errb)
-	if !regexp.MustCompile(`(?m)^warn +browser host +answers, but cannot reach authd`).MatchString(out.String()) {
-		t.Errorf("doctor without authd:\n%s", out.String())
-	}
-	// A broken manifest is reported.
-	m := readManifest(t, chromium)
-	m.AllowedOrigins = []string{"chrome-extension://" + testExtID}
+	doctor(empty.Addr,
+		`(?m)^warn +host Chromium +answers, but cannot reach authd`,
+		`(?m)^warn +host Firefox +answers, but cannot reach authd`)
+	// A host that refuses the caller: a Firefox manifest for an extension
+	// the host's allow-list does not name.
+	m := readManifest(t, firefox)
+	m.AllowedExtensions = []string{"evil@example.org"}
 	b, _ := json.Marshal(m)
+	os.WriteFile(firefox, b, 0o644)
+	doctor(bus.Addr,
+		`(?m)^warn +NM Firefox .*allows evil@example\.org but not authd's extension passkeys@authd\.org`,
+		`(?m)^FAIL +host Firefox +.*exited without answering.*not allowed to use authd`)
+	// Broken manifests.
+	m = readManifest(t, chromium)
+	m.AllowedOrigins = []string{"chrome-extension://" + testExtID}
+	b, _ = json.Marshal(m)
 	os.WriteFile(chromium, b, 0o644)
 	os.Chmod(host, 0o644)
-	out.Reset()
-	run(ctx, []string{"--bus", bus.Addr, "doctor"}, &out, &errb)
-	if !regexp.MustCompile(`(?m)^FAIL +NM Chromium .*(trailing slash|not executable)`).MatchString(out.String()) ||
-		!regexp.MustCompile(`(?m)^FAIL +NM Firefox .*not executable`).MatchString(out.String()) {
-		t.Errorf("doctor with a broken manifest:\n%s", out.String())
+	got = doctor(bus.Addr,
+		`(?m)^FAIL +NM Chromium .*(trailing slash|not executable)`,
+		`(?m)^FAIL +NM Firefox .*not executable`)
+	if strings.Contains(got, "host Chromium") {
+		t.Errorf("doctor probed the host of a broken manifest:\n%s", got)
 	}
 	os.Chmod(host, 0o755)
 
@@ -140,11 +171,10 @@ func TestBrowserInstall(t *testing.T) {
 			t.Errorf("%s still there", p)
 		}
 	}
-	out.Reset()
-	run(ctx, []string{"--bus", bus.Addr, "doctor"}, &out, &errb)
-	if !regexp.MustCompile(`(?m)^info +NM Chromium .*not installed \(run .authctl browser install.\)`).MatchString(out.String()) ||
-		strings.Contains(out.String(), "browser host") {
-		t.Errorf("doctor after uninstall:\n%s", out.String())
+	got = doctor(bus.Addr, `(?m)^info +NM Chromium .*not installed \(run .authctl browser install.\)`,
+		`(?m)^info +NM Firefox .*not installed`)
+	if strings.Contains(got, "host ") {
+		t.Errorf("doctor after uninstall probed a host:\n%s", got)
 	}
 }
 
