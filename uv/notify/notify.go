@@ -1,5 +1,6 @@
 // Package notify asks a yes/no question (Ask), or for a choice among a few
-// items (AskChoice), through a desktop notification
+// items (AskChoice), or says what authd waits for (Inform), through a
+// desktop notification
 // (the freedesktop.org Desktop Notifications Specification 1.2, D-Bus name
 // org.freedesktop.Notifications on the session bus).
 //
@@ -22,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -241,6 +243,70 @@ func (n *Notifier) AskChoice(ctx context.Context, title, body string, labels []s
 		return -1, fmt.Errorf("%w: cancelled in the notification", ErrDeclined)
 	}
 	return -1, fmt.Errorf("%w: the notification was clicked instead of a choice", ErrDeclined)
+}
+
+// informTimeout bounds Inform: finding the server and its Notify reply. A
+// notice that cannot be shown at once is not worth holding up its caller.
+const informTimeout = 3 * time.Second
+
+// Inform shows a critical-urgency notification without actions, summary
+// title and body text, saying what authd waits for (a finger on the
+// reader) while something else does the waiting. It returns once the
+// server has shown it, within informTimeout, and a function withdrawing it
+// (CloseNotification; later calls do nothing). The server never expires it
+// (timeout 0) and is asked not to keep it in its history ("transient"): it
+// goes when withdraw is called or ctx ends, whichever is first, or when the
+// user dismisses it.
+//
+// It returns ctx.Err() when ctx ended before the notification was shown
+// (one shown meanwhile is withdrawn), an error wrapping ErrNoServer when
+// there is no server, or the Notify call's error. title and body are
+// cleaned and escaped as for Ask; untrusted text must be sanitised by the
+// caller.
+func (n *Notifier) Inform(ctx context.Context, title, body string) (withdraw func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, informTimeout)
+	owner, err := n.owner(octx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	obj := n.conn.Object(owner, ObjectPath)
+	// Not abandoned halfway by ctx, as in show: the id is needed to
+	// withdraw what was shown.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), informTimeout)
+	var id uint32
+	err = obj.CallWithContext(nctx, Interface+".Notify", 0,
+		clean(n.AppName),
+		uint32(0),
+		clean(n.Icon),
+		clean(title),
+		escapeMarkup(clean(body)),
+		[]string{}, // no actions: nothing to answer
+		map[string]dbus.Variant{
+			"urgency":   dbus.MakeVariant(byte(2)), // critical: stays until withdrawn
+			"transient": dbus.MakeVariant(true),    // a stale notice in the history would mislead
+		},
+		int32(0),
+	).Store(&id)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("notify: Notify: %w", err)
+	}
+	var once sync.Once
+	closeIt := func() { once.Do(func() { n.withdraw(ctx, obj, id) }) }
+	stop := context.AfterFunc(ctx, closeIt)
+	if err := ctx.Err(); err != nil {
+		stop()
+		closeIt()
+		return nil, err
+	}
+	return func() { stop(); closeIt() }, nil
 }
 
 // show shows a critical-urgency notification with actions (key, label
