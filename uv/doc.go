@@ -17,6 +17,10 @@
 //   - AllowPresence approves everything, for automated tests only: with it
 //     any local process can use every credential silently.
 //
+// Presence modes that can show something without asking are also an
+// Informer: while a fingerprint scan waits, the daemon tells the user what
+// for (VerifyText), best effort.
+//
 // ParsePresence turns the --presence flag into one of them. Message renders
 // the question asked, sanitising the website-supplied relying party ID and
 // user name so that a remote site cannot inject terminal escapes.
