@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,8 +58,17 @@ func start(t *testing.T, name string, cmd *exec.Cmd) {
 		t.Fatalf("%s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		// SIGTERM first: authd closes its store, Firefox ends its content
+		// processes and the host before the temp dirs go.
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())

@@ -72,8 +72,8 @@ func startFirefox(t *testing.T, s *stack, firefox string) *marionette {
 	}
 	// -remote-allow-system-access: the chrome context, to open the
 	// extension's page in a tab (web content cannot navigate there).
-	ff := exec.Command(firefox, "--headless", "--marionette", "-remote-allow-system-access", "--no-remote", "--profile", profile, "--window-size=900,700")
-	ff.Env = append(s.env, "MOZ_HEADLESS=1", "TMPDIR="+s.tmp, "MOZ_CRASHREPORTER_DISABLE=1")
+	ff := exec.Command(firefox, "--headless", "--marionette", "-remote-allow-system-access", "--no-remote", "--profile", profile)
+	ff.Env = append(s.env, "MOZ_HEADLESS=1", "MOZ_HEADLESS_WIDTH=900", "MOZ_HEADLESS_HEIGHT=700", "TMPDIR="+s.tmp, "MOZ_CRASHREPORTER_DISABLE=1")
 	start(t, "firefox", ff)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -81,7 +81,12 @@ func startFirefox(t *testing.T, s *stack, firefox string) *marionette {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() {
+		// Ask Firefox to quit; start's cleanup waits for it (and kills it
+		// if it does not).
+		m.call(5*time.Second, "Marionette:Quit", map[string]any{"flags": []string{"eForceQuit"}}, nil)
+		m.Close()
+	})
 	if err := m.newSession(); err != nil {
 		t.Fatal(err)
 	}
