@@ -14,9 +14,15 @@ import (
 // when the user was recognised, an error wrapping ErrUVNoMatch when someone
 // else (or nobody) was, ctx.Err() when cancelled or timed out, and any other
 // error when verification could not run at all.
+//
+// op and rpID say what the verification is for, so that the implementation
+// can tell the user while it waits: op is "makeCredential" or
+// "getAssertion" (as for Presence), or "" when the verification serves a
+// pinUvAuthToken for something else or for several operations; rpID may be
+// "" (a token without an RP ID).
 type Verifier interface {
 	Available(ctx context.Context) bool
-	VerifyUser(ctx context.Context, rpID string) error
+	VerifyUser(ctx context.Context, op, rpID string) error
 }
 
 // ErrUVNoMatch is what a Verifier returns when the presented finger did not match.
@@ -40,7 +46,7 @@ func (a *Authenticator) uvConfigured(ctx context.Context) bool {
 // builtInUV runs performBuiltInUv with internal retries (CTAP 2.1 §6.5.5.7.3):
 // every failed scan costs one of the persistent uvRetries; success resets
 // them. It reports keepalive UPNEEDED while waiting for the finger.
-func (a *Authenticator) builtInUV(ctx context.Context, keepalive func(byte), rpID string, attempts int) error {
+func (a *Authenticator) builtInUV(ctx context.Context, keepalive func(byte), op, rpID string, attempts int) error {
 	keepalive(StatusUPNeeded)
 	defer keepalive(StatusProcessing)
 	for i := 0; i < attempts; i++ {
@@ -48,7 +54,7 @@ func (a *Authenticator) builtInUV(ctx context.Context, keepalive func(byte), rpI
 			return errUVBlocked
 		}
 		wctx := &lazyDeadline{Context: ctx, deadline: time.Now().Add(a.cfg.PresenceTimeout)}
-		err := a.cfg.Verifier.VerifyUser(wctx, rpID)
+		err := a.cfg.Verifier.VerifyUser(wctx, op, rpID)
 		wctx.stop()
 		switch {
 		case err == nil:
@@ -97,8 +103,8 @@ func (e *uvUnavailable) Unwrap() error { return ErrOperationDenied }
 // and maps a failure so that clients fall back to the PIN (CTAP 2.1 §6.1.2
 // step 11.2, §6.2.2 step 6.2): when clientPin is usable the answer is
 // PUAT_REQUIRED, never OPERATION_DENIED.
-func (a *Authenticator) uvForOperation(ctx context.Context, keepalive func(byte), rpID string) error {
-	err := a.builtInUV(ctx, keepalive, rpID, uvAttemptsPerRequest)
+func (a *Authenticator) uvForOperation(ctx context.Context, keepalive func(byte), op, rpID string) error {
+	err := a.builtInUV(ctx, keepalive, op, rpID, uvAttemptsPerRequest)
 	if err == nil {
 		return nil
 	}

@@ -395,7 +395,7 @@ func (a *Authenticator) getUVToken(ctx context.Context, req *clientPINRequest, k
 	if err != nil {
 		return nil, err
 	}
-	if err := a.builtInUV(ctx, keepalive, strOr(req.RPID), 1); err != nil {
+	if err := a.builtInUV(ctx, keepalive, uvTokenOp(perms), strOr(req.RPID), 1); err != nil {
 		return nil, err
 	}
 	a.mu.Lock()
@@ -410,6 +410,19 @@ func (a *Authenticator) getUVToken(ctx context.Context, req *clientPINRequest, k
 		return nil, err
 	}
 	return &clientPINResponse{PinUvAuthToken: enc}, nil
+}
+
+// uvTokenOp names the operation a UV token is for, as Verifier.VerifyUser
+// takes it: a platform asks for a token with mc or ga alone (largeBlobWrite
+// aside) just before that operation; any other set is "" (unknown).
+func uvTokenOp(perms uint64) string {
+	switch perms &^ permLBW {
+	case permMC:
+		return "makeCredential"
+	case permGA:
+		return "getAssertion"
+	}
+	return ""
 }
 
 func strOr(s *string) string {

@@ -100,7 +100,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *getAssertionReque
 		uv = true
 	case uvOpt:
 		// Step 6.2: built-in UV (which is also a test of presence).
-		if err := a.uvForOperation(ctx, keepalive, rpID); err != nil {
+		if err := a.uvForOperation(ctx, keepalive, "getAssertion", rpID); err != nil {
 			return nil, err
 		}
 		uv, upDone = true, up

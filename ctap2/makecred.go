@@ -147,7 +147,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *makeCredentialR
 		uv = true
 	case uvOpt:
 		// Step 11.2: built-in UV, which also collects user presence (step 13).
-		if err := a.uvForOperation(ctx, keepalive, rpID); err != nil {
+		if err := a.uvForOperation(ctx, keepalive, "makeCredential", rpID); err != nil {
 			return nil, err
 		}
 		uv, upDone = true, true

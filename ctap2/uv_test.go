@@ -3,6 +3,7 @@ package ctap2
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ type fakeFinger struct {
 	mu        sync.Mutex
 	enrolled  map[string]string // template id → name
 	scans     []error           // next VerifyUser results (nil = match)
+	asked     []string          // "op rpID" of every VerifyUser call
 	block     bool
 	enrolling string
 	left      int
@@ -26,8 +28,9 @@ func (f *fakeFinger) Available(context.Context) bool {
 	return len(f.enrolled) > 0
 }
 
-func (f *fakeFinger) VerifyUser(ctx context.Context, rpID string) error {
+func (f *fakeFinger) VerifyUser(ctx context.Context, op, rpID string) error {
 	f.mu.Lock()
+	f.asked = append(f.asked, op+" "+rpID)
 	if f.block {
 		f.mu.Unlock()
 		<-ctx.Done()
@@ -251,4 +254,34 @@ func TestBuiltInUVAndBioEnrollment(t *testing.T) {
 	e.must(cmdBioEnrollmentPreview, map[int]any{1: 1, 2: bioGetSensorInfo})
 	e.a.cfg.BioEnroller = nil
 	e.expect(ErrInvalidCommand, cmdBioEnrollment, map[int]any{1: 1, 2: bioGetSensorInfo})
+}
+
+// TestVerifierOp: the Verifier is told what it verifies for, so that it can
+// say so while it waits: the operation of uv=true, or of a UV token asked
+// for mc or ga alone, and "" for a token for anything else.
+func TestVerifierOp(t *testing.T) {
+	e := newEnv(t)
+	f := withFinger(e)
+	f.enrolled = map[string]string{"t": "thumb"}
+	mc := mcParams("example.com", []byte{1}, true)
+	mc[7] = map[string]bool{"rk": true, "uv": true}
+	f.queue(nil)
+	e.must(cmdMakeCredential, mc)
+	f.queue(nil)
+	e.must(cmdGetAssertion, map[int]any{1: "example.com", 2: cdh, 5: map[string]bool{"uv": true}})
+	for _, perms := range []int{permMC, permGA, permGA | permLBW, permMC | permGA, permCM} {
+		f.queue(nil)
+		rp := "example.org"
+		if perms == permCM {
+			rp = ""
+		}
+		if st, _ := e.uvToken(2, perms, rp); st != StatusOK {
+			t.Fatalf("UV token 0x%02x: %v", perms, st)
+		}
+	}
+	want := []string{"makeCredential example.com", "getAssertion example.com",
+		"makeCredential example.org", "getAssertion example.org", "getAssertion example.org", " example.org", " "}
+	if !slices.Equal(f.asked, want) {
+		t.Fatalf("VerifyUser calls %q, want %q", f.asked, want)
+	}
 }

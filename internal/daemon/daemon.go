@@ -130,6 +130,9 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.fp, d.bus = fp, bus
+	if in, ok := cfg.Presence.(uv.Informer); ok && fp != nil {
+		fp.inform = in // the fingerprint scan says what it waits for
+	}
 	d.pinentryPath = cfg.Pinentry
 	ecfg := ctap2.Config{
 		Store:           store,
@@ -336,6 +339,12 @@ func (d *Daemon) close() error {
 	// The engine stays reserved: nothing runs on the closed store.
 	if _, err := d.engine.Idle(ctx); err != nil {
 		d.log.Warn("daemon: an operation is still running at shutdown", "err", err)
+	}
+	if d.fp != nil {
+		// Leave no "touch the fingerprint reader" on screen.
+		if err := d.fp.waitNotices(ctx); err != nil {
+			d.log.Warn("daemon: at shutdown", "err", err)
+		}
 	}
 	d.closeBus()
 	return errors.Join(d.store.Close(), d.closeTPM())

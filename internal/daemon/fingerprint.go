@@ -14,6 +14,7 @@ import (
 
 	"github.com/authd/authd/ctap2"
 	"github.com/authd/authd/keystore"
+	"github.com/authd/authd/uv"
 	"github.com/authd/authd/uv/fprint"
 )
 
@@ -129,10 +130,17 @@ type nameStore interface {
 // ("left-thumb", ...) as bytes; friendly names are kept in the store's
 // settings (Settings.FingerNames), and a template without one is reported
 // under its finger name.
+//
+// While VerifyUser waits for a finger, inform (the daemon's Presence, when
+// it is a uv.Informer) shows what for: CTAP's built-in UV has no prompt of
+// its own.
 type fprintUV struct {
-	c     *fprint.Client
-	names nameStore
-	log   *slog.Logger
+	c      *fprint.Client
+	names  nameStore
+	log    *slog.Logger
+	inform uv.Informer // nil: nothing is shown during a scan
+
+	notices sync.WaitGroup // scan notices still shown or being withdrawn
 
 	mu  sync.Mutex
 	enr *fprint.Enrollment // the enrollment in progress
@@ -156,8 +164,11 @@ func (f *fprintUV) Available(ctx context.Context) bool {
 }
 
 // VerifyUser waits for one matching or non-matching scan. Retry statuses
-// (swipe too short, ...) keep it waiting.
-func (f *fprintUV) VerifyUser(ctx context.Context, rpID string) error {
+// (swipe too short, ...) keep it waiting. Meanwhile a notice says that
+// authd waits for a finger, for op on rpID and for which program (ctx's
+// uv.Requester); it is gone when VerifyUser returns.
+func (f *fprintUV) VerifyUser(ctx context.Context, op, rpID string) error {
+	defer f.showScan(ctx, op, rpID)()
 	err := f.c.VerifyFeedback(ctx, func(status string) {
 		f.log.Debug("fingerprint: scan again", "status", status, "rp", rpID)
 	})
@@ -165,6 +176,43 @@ func (f *fprintUV) VerifyUser(ctx context.Context, rpID string) error {
 		return fmt.Errorf("%w: %w", ctap2.ErrUVNoMatch, err)
 	}
 	return err
+}
+
+// showScan shows the notice for a scan, best effort, and returns the
+// function that ends it. The notice is shown and withdrawn on a goroutine
+// of its own, so that neither the scan nor VerifyUser's return waits for a
+// slow notification server; Inform is bounded, and a notice still being
+// shown when the scan ends is withdrawn as soon as it is.
+func (f *fprintUV) showScan(ctx context.Context, op, rpID string) (end func()) {
+	if f.inform == nil {
+		return func() {}
+	}
+	// The text is made now: a uv.WithRequesterFunc answers for the request
+	// in flight.
+	title, body := uv.VerifyText(ctx, op, rpID)
+	// A context of our own: the engine's per-scan context must not be used
+	// after VerifyUser returned.
+	nctx, cancel := context.WithCancel(ctx)
+	f.notices.Add(1)
+	go func() {
+		defer f.notices.Done()
+		done := f.inform.Inform(nctx, title, body)
+		<-nctx.Done()
+		done()
+	}()
+	return cancel
+}
+
+// waitNotices waits until every scan notice is withdrawn, or ctx ends.
+func (f *fprintUV) waitNotices(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { f.notices.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fingerprint: scan notice still shown: %w", ctx.Err())
+	}
 }
 
 // fingerprintKind values of getFingerprintSensorInfo.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authd/authd/ctap2"
 	"github.com/authd/authd/internal/fprinttest"
+	"github.com/authd/authd/uv"
 )
 
 func fpStart(t *testing.T, e *fprinttest.Env, spec, uv string) (*Daemon, *logBuf, error) {
@@ -145,7 +146,7 @@ func TestFingerprintAdapter(t *testing.T) {
 
 	verify := func(t *testing.T, id string) error {
 		t.Helper()
-		done := async(func() error { return fp.VerifyUser(ctx, "example.org") })
+		done := async(func() error { return fp.VerifyUser(ctx, uv.OpGetAssertion, "example.org") })
 		e.Scan(t, id)
 		return <-done
 	}
@@ -156,7 +157,7 @@ func TestFingerprintAdapter(t *testing.T) {
 		if err := verify(t, "print-B"); !errors.Is(err, ctap2.ErrUVNoMatch) {
 			t.Fatalf("other finger: %v, want ErrUVNoMatch", err)
 		}
-		done := async(func() error { return fp.VerifyUser(ctx, "example.org") })
+		done := async(func() error { return fp.VerifyUser(ctx, uv.OpGetAssertion, "example.org") })
 		e.Retry(t, 1)
 		e.Scan(t, "print-A")
 		if err := <-done; err != nil {
@@ -166,7 +167,7 @@ func TestFingerprintAdapter(t *testing.T) {
 
 	t.Run("VerifyCancel", func(t *testing.T) {
 		vctx, cancel := context.WithCancel(ctx)
-		done := async(func() error { return fp.VerifyUser(vctx, "example.org") })
+		done := async(func() error { return fp.VerifyUser(vctx, uv.OpGetAssertion, "example.org") })
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer wcancel()
 		if err := e.WaitSocket(wctx); err != nil {
@@ -193,7 +194,7 @@ func TestFingerprintAdapter(t *testing.T) {
 			t.Fatalf("second EnrollBegin = %q, %v; want left-index-finger", id, err)
 		}
 		// The device is held by the enrollment.
-		if err := fp.VerifyUser(ctx, "example.org"); err == nil || errors.Is(err, ctap2.ErrUVNoMatch) {
+		if err := fp.VerifyUser(ctx, uv.OpGetAssertion, "example.org"); err == nil || errors.Is(err, ctap2.ErrUVNoMatch) {
 			t.Fatalf("verify during an enrollment: %v, want a busy error", err)
 		}
 		fp.EnrollCancel()

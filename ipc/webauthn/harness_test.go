@@ -58,7 +58,7 @@ type verifier struct {
 }
 
 func (v *verifier) Available(context.Context) bool { return true }
-func (v *verifier) VerifyUser(ctx context.Context, rpID string) error {
+func (v *verifier) VerifyUser(ctx context.Context, op, rpID string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.calls++
