@@ -34,7 +34,7 @@ func CheckUHIDSpec(mode string) error {
 // store and engine are ready, served by ServeUHID, destroyed when ServeUHID
 // returns.
 type UHIDDoor struct {
-	path string // /dev/uhid
+	open func(uhid.Config) (*uhid.Device, error)
 	cfg  uhid.Config
 	dev  *uhid.Device
 
@@ -47,6 +47,24 @@ type UHIDDoor struct {
 // an error: it returns nil and the reason, also kept for Status and
 // `authctl doctor`. With UHIDOff it returns nil, "".
 func (d *Daemon) OpenUHID(mode, path string) (*UHIDDoor, error) {
+	return d.OpenUHIDWith(mode, func(cfg uhid.Config) (*uhid.Device, error) {
+		f, err := uhid.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		dev, err := uhid.Create(f, cfg, d.log)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return dev, nil
+	})
+}
+
+// OpenUHIDWith is OpenUHID with the device made by open (tests and
+// benchmarks pass a device on a socket pair standing in for the kernel).
+// open is called again to re-create a failed device.
+func (d *Daemon) OpenUHIDWith(mode string, open func(uhid.Config) (*uhid.Device, error)) (*UHIDDoor, error) {
 	if err := CheckUHIDSpec(mode); err != nil {
 		return nil, err
 	}
@@ -56,8 +74,8 @@ func (d *Daemon) OpenUHID(mode, path string) (*UHIDDoor, error) {
 		d.uhidNote = "off (--uhid off)"
 		return nil, nil
 	}
-	door := &UHIDDoor{path: path, cfg: uhid.Config{Version: uint32(d.cfg.Version[0])<<8 | uint32(d.cfg.Version[1])}}
-	if err := door.create(d); err != nil {
+	door := &UHIDDoor{open: open, cfg: uhid.Config{Version: uint32(d.cfg.Version[0])<<8 | uint32(d.cfg.Version[1])}}
+	if err := door.create(); err != nil {
 		if mode == UHIDOn {
 			return nil, fmt.Errorf("daemon: --uhid on: %w", err)
 		}
@@ -71,14 +89,9 @@ func (d *Daemon) OpenUHID(mode, path string) (*UHIDDoor, error) {
 	return door, nil
 }
 
-func (door *UHIDDoor) create(d *Daemon) error {
-	f, err := uhid.Open(door.path)
+func (door *UHIDDoor) create() error {
+	dev, err := door.open(door.cfg)
 	if err != nil {
-		return err
-	}
-	dev, err := uhid.Create(f, door.cfg, d.log)
-	if err != nil {
-		f.Close()
 		return err
 	}
 	door.dev = dev
@@ -111,7 +124,7 @@ func (d *Daemon) ServeUHID(ctx context.Context, door *UHIDDoor) {
 				return
 			case <-time.After(backoff):
 			}
-			if err := door.create(d); err == nil {
+			if err := door.create(); err == nil {
 				break
 			} else {
 				backoff = min(2*backoff, 30*time.Second)
