@@ -9,8 +9,9 @@
 #   FUZZ_BUDGET=60  rough upper bound in seconds for the whole fuzz smoke run
 #   SKIP_FUZZ=1     skip the fuzz smoke run
 #   GOTEST_FLAGS    extra flags for `go test -race` (e.g. "-run Interop -v")
-#   AUTHD_BROWSER_E2E=0  skip the Chromium end-to-end test (test/browser); it
-#                   runs when chromium and node/npm are installed
+#   AUTHD_BROWSER_E2E=0  skip the browser end-to-end tests (test/browser:
+#                   Chromium with playwright-core, Firefox over Marionette); they
+#                   run when chromium and node/npm are installed
 #
 # As root it installs the Debian packages the interop tests need
 # (python3-fido2, fido2-tools, swtpm, fprintd, chromium, firefox-esr, qemu, ...), running
