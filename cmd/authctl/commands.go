@@ -9,40 +9,11 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	dbusapi "github.com/authd/authd/ipc/dbus"
 )
 
 var lookPath = exec.LookPath
-
-// plain converts a{sv} to plain Go values for JSON.
-func plain(m map[string]dbus.Variant) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = plainValue(v.Value())
-	}
-	return out
-}
-
-func plainValue(v any) any {
-	switch x := v.(type) {
-	case map[string]dbus.Variant:
-		return plain(x)
-	case dbus.Variant:
-		return plainValue(x.Value())
-	case []dbus.Variant:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plainValue(e.Value())
-		}
-		return out
-	case []map[string]dbus.Variant:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plain(e)
-		}
-		return out
-	}
-	return v
-}
 
 func (c *cli) printJSON(v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -59,7 +30,7 @@ func (c *cli) status() int {
 		return c.fail("status", err)
 	}
 	if c.json {
-		return c.printJSON(plain(st))
+		return c.printJSON(dbusapi.Plain(st))
 	}
 	lines := map[string]string{}
 	flatten("", st, lines)
@@ -77,7 +48,7 @@ func (c *cli) info() int {
 		return c.fail("info", err)
 	}
 	if c.json {
-		return c.printJSON(plain(caps))
+		return c.printJSON(dbusapi.Plain(caps))
 	}
 	lines := map[string]string{}
 	flatten("", caps, lines)
@@ -149,7 +120,7 @@ func (c *cli) list(filter string) int {
 	if c.json {
 		out := make([]any, len(raw))
 		for i, m := range raw {
-			out[i] = plain(m)
+			out[i] = dbusapi.Plain(m)
 		}
 		return c.printJSON(out)
 	}
