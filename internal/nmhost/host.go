@@ -293,23 +293,28 @@ func (h *Host) unregister(id json.RawMessage, c *ceremony) {
 // Cancel() on its own connection makes authd end that call (and close its
 // prompt), then its context ends in case authd does not answer. It reports
 // whether there was such a ceremony.
-func (h *Host) abort(ctx context.Context, target json.RawMessage) (bool, error) {
+func (h *Host) abort(ctx context.Context, target json.RawMessage) bool {
 	h.cmu.Lock()
 	c := h.ceremonies[string(target)]
 	h.cmu.Unlock()
 	if c == nil {
-		return false, nil
+		return false
 	}
 	c.mu.Lock()
 	c.aborted = true
 	conn := c.conn
 	c.mu.Unlock()
-	var err error
 	if conn != nil {
-		err = conn.Object(dbusapi.BusName, dbusapi.Path).CallWithContext(ctx, dbusapi.Interface+".Cancel", 0).Store()
+		// Best effort: the ceremony may end (and close conn) while Cancel
+		// waits for its reply, and if Cancel is lost, cancelling the
+		// ceremony's context below closes its connection, which authd
+		// treats as a cancel too.
+		if err := conn.Object(dbusapi.BusName, dbusapi.Path).CallWithContext(ctx, dbusapi.Interface+".Cancel", 0).Store(); err != nil {
+			h.Log.Debug("nmhost: Cancel on the ceremony's connection", "err", err)
+		}
 	}
 	c.cancel()
-	return true, err
+	return true
 }
 
 func (h *Host) closeConn() {
@@ -334,6 +339,8 @@ func (h *Host) handle(ctx context.Context, req Request, c *ceremony) {
 	var rerr *ReplyError
 	if c != nil {
 		result, rerr = h.ceremony(ctx, req, c)
+		// Before the reply: a cancel the page sends after it finds nothing.
+		h.unregister(req.ID, c)
 	} else {
 		result, rerr = h.dispatch(ctx, req)
 	}
@@ -359,11 +366,7 @@ func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 		}
 		c, cancel := h.shortCtx(ctx)
 		defer cancel()
-		found, err := h.abort(c, req.Target)
-		if err != nil {
-			return nil, h.mapErr(err)
-		}
-		return map[string]bool{"cancelled": found}, nil
+		return map[string]bool{"cancelled": h.abort(c, req.Target)}, nil
 	}
 	conn, err := h.connection()
 	if err != nil {
@@ -383,7 +386,7 @@ func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 		if err := call(c, "GetCapabilities").Store(&caps); err != nil {
 			return nil, h.mapErr(err)
 		}
-		return plain(caps), nil
+		return dbusapi.Plain(caps), nil
 	case "status":
 		c, cancel := short()
 		defer cancel()
@@ -391,7 +394,7 @@ func (h *Host) dispatch(ctx context.Context, req Request) (any, *ReplyError) {
 		if err := call(c, "GetStatus").Store(&st); err != nil {
 			return nil, h.mapErr(err)
 		}
-		return plain(st), nil
+		return dbusapi.Plain(st), nil
 	case "list":
 		c, cancel := short()
 		defer cancel()
@@ -455,7 +458,13 @@ func (h *Host) ceremony(ctx context.Context, req Request, c *ceremony) (any, *Re
 		h.Log.Warn("nmhost: authd not reachable", "err", err)
 		return nil, &ReplyError{NotReachable, "authd is not reachable: " + err.Error()}
 	}
-	defer conn.Close()
+	defer func() {
+		// abort must not call Cancel on a connection that is closing.
+		c.mu.Lock()
+		c.conn = nil
+		c.mu.Unlock()
+		conn.Close()
+	}()
 	c.mu.Lock()
 	aborted := c.aborted
 	c.conn = conn
@@ -561,33 +570,4 @@ func credential(m map[string]dbus.Variant) Credential {
 	return Credential{ID: s("id"), RPID: s("rp_id"), RPName: s("rp_name"), UserName: s("user_name"),
 		UserDisplayName: s("user_display_name"), Created: i("created"), LastUsed: i("last_used"),
 		Discoverable: b("discoverable"), Protected: b("protected"), Backend: s("backend")}
-}
-
-// plain turns an a{sv} into JSON-encodable values.
-func plain(m map[string]dbus.Variant) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = plainValue(v.Value())
-	}
-	return out
-}
-
-func plainValue(v any) any {
-	switch x := v.(type) {
-	case dbus.Variant:
-		return plainValue(x.Value())
-	case map[string]dbus.Variant:
-		return plain(x)
-	case []dbus.Variant:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plainValue(e.Value())
-		}
-		return out
-	case dbus.ObjectPath:
-		return string(x)
-	case dbus.Signature:
-		return x.String()
-	}
-	return v
 }
