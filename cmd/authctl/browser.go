@@ -163,26 +163,7 @@ func (c *cli) browser(args []string) int {
 
 // hostPath finds authd-nmhost: --host, else on PATH, else next to authctl.
 func (c *cli) hostPath(flag string) (string, error) {
-	cand := flag
-	if cand == "" {
-		if p, err := c.lookPath("authd-nmhost"); err == nil {
-			cand = p
-		} else if self, err := os.Executable(); err == nil {
-			cand = filepath.Join(filepath.Dir(self), "authd-nmhost")
-		}
-	}
-	abs, err := filepath.Abs(cand)
-	if err != nil {
-		return "", err
-	}
-	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = resolved
-	}
-	fi, err := os.Stat(abs)
-	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("no authd-nmhost executable at %s: build it (go build -o ~/.local/bin/authd-nmhost ./cmd/authd-nmhost) or pass --host PATH", abs)
-	}
-	return abs, nil
+	return c.findProgram(flag, "authd-nmhost", "--host")
 }
 
 func (c *cli) browserInstall(b browserArgs) int {

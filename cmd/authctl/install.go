@@ -35,12 +35,19 @@ func installPaths() (unit, dbusService string, err error) {
 // authdPath finds the authd binary: --authd, else authd on PATH, else next
 // to authctl.
 func (c *cli) authdPath() (string, error) {
-	cand := c.authd
+	return c.findProgram(c.authd, "authd", "--authd")
+}
+
+// findProgram resolves an executable: flagValue if set, else name on PATH,
+// else name next to authctl; the result is absolute with symlinks resolved,
+// because it is written into service files and manifests.
+func (c *cli) findProgram(flagValue, name, flagName string) (string, error) {
+	cand := flagValue
 	if cand == "" {
-		if p, err := c.lookPath("authd"); err == nil {
+		if p, err := c.lookPath(name); err == nil {
 			cand = p
 		} else if self, err := os.Executable(); err == nil {
-			cand = filepath.Join(filepath.Dir(self), "authd")
+			cand = filepath.Join(filepath.Dir(self), name)
 		}
 	}
 	abs, err := filepath.Abs(cand)
@@ -52,7 +59,7 @@ func (c *cli) authdPath() (string, error) {
 	}
 	fi, err := os.Stat(abs)
 	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("no authd executable at %s: build it (go build -o ~/.local/bin/authd ./cmd/authd) or pass --authd PATH", abs)
+		return "", fmt.Errorf("no %s executable at %s: build it (go build -o ~/.local/bin/%s ./cmd/%s) or pass %s PATH", name, abs, name, name, flagName)
 	}
 	return abs, nil
 }
