@@ -292,11 +292,23 @@ func (a *Authenticator) changePIN(req *clientPINRequest) error {
 		return err
 	}
 	// The old PIN was just verified, so no stored hash is needed to compare.
-	if st.ForcePINChange && subtle.ConstantTimeCompare(hash[:], old[:]) == 1 {
+	if err := a.storeChangedPIN(st.ForcePINChange, old, hash, n); err != nil {
+		return err
+	}
+	a.log.Info("ctap2: PIN changed")
+	return nil
+}
+
+// storeChangedPIN is the end of every PIN change (clientPIN changePIN and
+// the local API): under forcePINChange the new PIN must differ from the
+// verified old one (CTAP 2.1 §6.5.5.6, changePIN); the change clears that
+// requirement and invalidates the current pinUvAuthToken.
+func (a *Authenticator) storeChangedPIN(forced bool, old, hash [16]byte, codePoints int) error {
+	if forced && subtle.ConstantTimeCompare(hash[:], old[:]) == 1 {
 		return fail(ErrPINPolicyViolation, "forcePINChange: the new PIN must differ from the old one")
 	}
 	if err := a.cfg.State.SetPIN(hash, func(st *keystore.State) error {
-		st.PINCodePoints, st.ForcePINChange = n, false
+		st.PINCodePoints, st.ForcePINChange = codePoints, false
 		return nil
 	}); err != nil {
 		return wrapStore("changePIN", err)
@@ -304,7 +316,6 @@ func (a *Authenticator) changePIN(req *clientPINRequest) error {
 	a.mu.Lock()
 	a.resetTokenLocked()
 	a.mu.Unlock()
-	a.log.Info("ctap2: PIN changed")
 	return nil
 }
 

@@ -2,7 +2,6 @@ package ctap2
 
 import (
 	"context"
-	"crypto/subtle"
 
 	"github.com/authd/authd/ctap2/pinuv"
 	"github.com/authd/authd/keystore"
@@ -53,20 +52,9 @@ func (a *Authenticator) ChangePINLocal(ctx context.Context, oldPIN, newPIN []byt
 	if err != nil {
 		return err
 	}
-	old := pinuv.PINHash(oldPIN)
-	st := a.cfg.State.State()
-	if st.ForcePINChange && subtle.ConstantTimeCompare(hash[:], old[:]) == 1 {
-		return fail(ErrPINPolicyViolation, "forcePINChange: the new PIN must differ from the old one")
+	if err := a.storeChangedPIN(a.cfg.State.State().ForcePINChange, pinuv.PINHash(oldPIN), hash, n); err != nil {
+		return err
 	}
-	if err := a.cfg.State.SetPIN(hash, func(st *keystore.State) error {
-		st.PINCodePoints, st.ForcePINChange = n, false
-		return nil
-	}); err != nil {
-		return wrapStore("changePIN", err)
-	}
-	a.mu.Lock()
-	a.resetTokenLocked()
-	a.mu.Unlock()
 	a.log.Info("ctap2: PIN changed (local API)")
 	return nil
 }
