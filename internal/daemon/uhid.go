@@ -100,12 +100,11 @@ func (door *UHIDDoor) create() error {
 }
 
 // ServeUHID serves CTAPHID on the door until ctx is done, then destroys the
-// device. The door shares the engine and the channel space with the socket
-// door, as two processes share one USB key. If the device fails (the uhid
-// file returns an error) it is re-created, with backoff.
+// device; call Close only after it returned. The door shares the engine and
+// the channel space with the socket door, as two processes share one USB
+// key. If the device fails (the uhid file returns an error) it is
+// re-created, with backoff.
 func (d *Daemon) ServeUHID(ctx context.Context, door *UHIDDoor) {
-	d.wg.Add(1)
-	defer d.wg.Done()
 	go door.announce(ctx, d)
 	// Who is asking is only known when a request arrives: the hidraw node
 	// is shared by every process that opened it.
