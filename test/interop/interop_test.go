@@ -397,8 +397,21 @@ func TestPythonFido2(t *testing.T) {
 	t.Parallel()
 	requirePython(t)
 	d := newDaemon(t, "allow")
+	pythonPhases(t, d)
+	d.stop(t)
+}
+
+// pythonPIN is the PIN pythonPhases sets.
+const pythonPIN = "31415926"
+
+// pythonPhases starts d and runs the python-fido2 phases shared by the
+// software and the TPM suites: info, malformed input, selection, MC/GA
+// without a PIN, PIN policy and set-PIN, PIN protocols 1 and 2 (tokens,
+// MC/GA, credential management), then a restart after which every
+// credential and the PIN survived. d is left running.
+func pythonPhases(t *testing.T, d *daemon) {
+	t.Helper()
 	dir := t.TempDir()
-	const pin = "31415926"
 	stNoPin := filepath.Join(dir, "nopin.json")
 
 	d.start(t)
@@ -408,15 +421,15 @@ func TestPythonFido2(t *testing.T) {
 	py(t, d, "mc-ga", "--rp", "nopin.example", "--state", stNoPin)
 	py(t, d, "pin-policy", "--protocol", "1")
 	py(t, d, "pin-policy", "--protocol", "2")
-	mustPy(t, d, "set-pin", "--protocol", "1", "--pin", pin)
+	mustPy(t, d, "set-pin", "--protocol", "1", "--pin", pythonPIN)
 	py(t, d, "info", "--expect-pin", "set", "--expect-retries", "8")
 	var states []string
 	for _, p := range []string{"1", "2"} {
 		st := filepath.Join(dir, "p"+p+".json")
 		states = append(states, st)
-		py(t, d, "pin", "--protocol", p, "--pin", pin)
-		py(t, d, "mc-ga", "--protocol", p, "--pin", pin, "--rp", "p"+p+".example", "--state", st)
-		py(t, d, "credman", "--protocol", p, "--pin", pin)
+		py(t, d, "pin", "--protocol", p, "--pin", pythonPIN)
+		py(t, d, "mc-ga", "--protocol", p, "--pin", pythonPIN, "--rp", "p"+p+".example", "--state", st)
+		py(t, d, "credman", "--protocol", p, "--pin", pythonPIN)
 	}
 
 	d.restart(t)
@@ -424,8 +437,7 @@ func TestPythonFido2(t *testing.T) {
 	for _, st := range append([]string{stNoPin}, states...) {
 		py(t, d, "persist", "--state", st)
 	}
-	py(t, d, "pin", "--protocol", "2", "--pin", pin)
-	d.stop(t)
+	py(t, d, "pin", "--protocol", "2", "--pin", pythonPIN)
 }
 
 // TestPINAuthBlocked checks that three wrong PINs give PIN_AUTH_BLOCKED and

@@ -66,34 +66,8 @@ func TestTPMPythonFido2(t *testing.T) {
 	sw := startTPM(t)
 	d := newDaemon(t, "allow")
 	useTPM(t, d, sw.Spec())
-	dir := t.TempDir()
-	const pin = "31415926"
-	stNoPin := filepath.Join(dir, "nopin.json")
-
-	d.start(t)
-	py(t, d, "info", "--expect-pin", "unset", "--expect-retries", "8")
-	py(t, d, "malformed")
-	py(t, d, "selection")
-	py(t, d, "mc-ga", "--rp", "nopin.example", "--state", stNoPin)
-	py(t, d, "pin-policy", "--protocol", "1")
-	py(t, d, "pin-policy", "--protocol", "2")
-	mustPy(t, d, "set-pin", "--protocol", "1", "--pin", pin)
-	py(t, d, "info", "--expect-pin", "set", "--expect-retries", "8")
-	var states []string
-	for _, p := range []string{"1", "2"} {
-		st := filepath.Join(dir, "p"+p+".json")
-		states = append(states, st)
-		py(t, d, "pin", "--protocol", p, "--pin", pin)
-		py(t, d, "mc-ga", "--protocol", p, "--pin", pin, "--rp", "p"+p+".example", "--state", st)
-		py(t, d, "credman", "--protocol", p, "--pin", pin)
-	}
-
-	d.restart(t)
-	py(t, d, "info", "--expect-pin", "set", "--expect-retries", "8")
-	for _, st := range append([]string{stNoPin}, states...) {
-		py(t, d, "persist", "--state", st)
-	}
-	py(t, d, "pin", "--protocol", "2", "--pin", pin)
+	pythonPhases(t, d)
+	const pin = pythonPIN
 	if tpm, _, dataKey := backends(t, d); tpm == 0 || dataKey != "tpm" {
 		t.Errorf("after the suite: %d TPM credentials, data key sealed by %s", tpm, dataKey)
 	}
