@@ -14,6 +14,9 @@ import (
 // TestHoldersProc finds a child process holding a file, in the real /proc.
 func TestHoldersProc(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no /proc:", err)
+		}
 		t.Skip("no /proc:", err)
 	}
 	path := filepath.Join(t.TempDir(), "hidraw-stand-in")
